@@ -1,0 +1,281 @@
+"""Masks: the parametrizations that turn a weight W into a pruned weight W' = W * M.
+
+Each class here is registered with ``torch.nn.utils.parametrize`` on the ``weight`` of an
+``nn.Linear``, so the model's own code is untouched: whenever the model reads ``layer.weight`` it
+gets the masked weight. The original weight lives at ``layer.parametrizations.weight.original``
+and the importance scores, when the method learns them, at
+``layer.parametrizations.weight[0].scores``; both are ordinary parameters in ``state_dict``.
+
+Methods (Sanh, Wolf & Rush 2020, section 3 and appendix):
+
+* ``MagnitudeMask``     M = Top_v(|W|)                  (no scores)
+* ``MovementMask``      M = Top_v(S), straight-through: dL/dS = (dL/dW') * W
+* ``SoftMovementMask``  M = 1[sigmoid(S) > tau], straight-through, L1 penalty on sigmoid(S)
+* ``HardConcreteMask``  L0 regularization (Louizos et al. 2018): stochastic gates at train time,
+                        deterministic gates at eval time, expected-L0 penalty.
+
+Top-v selection may be *local* (each matrix keeps v of its entries) or *global* (one threshold
+over all targeted matrices). Both go through a :class:`TopKSelector`, which computes the masks of
+all its members at once and caches them until the importances or v change, so a forward pass
+costs one selection per optimizer step, not one per access.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# --------------------------------------------------------------------------------------------
+# Exact top-k selection without a full sort.
+
+
+def kth_largest(x: torch.Tensor, k: int, sample_size: int = 65536) -> torch.Tensor:
+    """The k-th largest value of a 1-D tensor (1 <= k <= numel), exactly.
+
+    ``torch.kthvalue`` over millions of entries costs hundreds of milliseconds on a CPU. We first
+    bracket the answer between two quantiles of a small random sample, count what lies above the
+    bracket, and run ``kthvalue`` only on the few entries inside it. If the bracket misses (rare),
+    we fall back to ``kthvalue`` on everything, so the result is always exact.
+    """
+    n = x.numel()
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be in [1, {n}], got {k}")
+    if n <= 4 * sample_size:
+        return x.kthvalue(n - k + 1).values
+    gen = torch.Generator(device="cpu").manual_seed(n * 7919 + k)
+    idx = torch.randint(n, (sample_size,), generator=gen).to(x.device)
+    sample = x[idx]
+    q = 1.0 - k / n
+    margin = 6.0 / math.sqrt(sample_size) + 1.0 / sample_size
+    lo_q, hi_q = max(q - margin, 0.0), min(q + margin, 1.0)
+    bounds = torch.quantile(sample.float(), torch.tensor([lo_q, hi_q], device=x.device))
+    lo, hi = bounds[0].to(x.dtype), bounds[1].to(x.dtype)
+    n_above = int((x > hi).sum()) if hi_q < 1.0 else 0
+    inside = x[(x >= lo) & (x <= hi)] if hi_q < 1.0 else x[x >= lo]
+    need = k - n_above
+    if need < 1 or need > inside.numel():
+        return x.kthvalue(n - k + 1).values
+    return inside.kthvalue(inside.numel() - need + 1).values
+
+
+def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask (same shape as ``x``) with exactly ``k`` True entries at the largest values.
+
+    Ties at the threshold are broken by position (first entries win), so the count is exact even
+    when many scores are equal (e.g. movement scores still at their initial value).
+    """
+    flat = x.reshape(-1)
+    n = flat.numel()
+    if k >= n:
+        return torch.ones_like(x, dtype=torch.bool)
+    if k <= 0:
+        return torch.zeros_like(x, dtype=torch.bool)
+    thr = kth_largest(flat, k)
+    mask = flat > thr
+    missing = k - int(mask.sum())
+    if missing > 0:
+        ties = torch.nonzero(flat == thr).squeeze(1)[:missing]
+        mask[ties] = True
+    return mask.view_as(x)
+
+
+# --------------------------------------------------------------------------------------------
+# Straight-through estimator.
+
+
+class _StraightThrough(torch.autograd.Function):
+    """W' = W * M with dL/dW = dL/dW' * M and dL/dS = dL/dW' * W (M treated as identity in S)."""
+
+    @staticmethod
+    def forward(ctx, weight, scores, mask):
+        ctx.save_for_backward(weight, mask)
+        return weight * mask
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, mask = ctx.saved_tensors
+        return grad * mask, grad * weight, None
+
+
+def straight_through(weight: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Apply a binary ``mask`` to ``weight`` and route the gradient to ``scores`` straight through."""
+    return _StraightThrough.apply(weight, scores, mask)
+
+
+# --------------------------------------------------------------------------------------------
+# Top-v masks (magnitude, movement) and their selector.
+
+
+class TopKSelector:
+    """Computes the top-v masks of one or several :class:`TopKMask` members.
+
+    One selector per matrix gives local selection; one selector shared by all matrices gives
+    global selection (a single threshold over the concatenated importances). Masks are cached
+    and recomputed only when an importance tensor was modified in place (optimizer step,
+    ``load_state_dict``) or the target fraction changed.
+    """
+
+    def __init__(self):
+        self.members: list[TopKMask] = []
+        self._key = None
+
+    def add(self, member: "TopKMask") -> None:
+        self.members.append(member)
+        self._key = None
+
+    def _state_key(self):
+        parts = []
+        for m in self.members:
+            t = m.importance_source()
+            parts.append((t.data_ptr(), t._version, float(m.remaining)))
+        return tuple(parts)
+
+    def refresh(self) -> None:
+        """Recompute every member's mask if anything it depends on changed."""
+        key = self._state_key()
+        if key == self._key:
+            return
+        with torch.no_grad():
+            if len(self.members) == 1:
+                m = self.members[0]
+                imp = m.importance()
+                k = round(float(m.remaining) * imp.numel())
+                m._set_mask(topk_mask(imp, k))
+            else:
+                imps = [m.importance().reshape(-1) for m in self.members]
+                flat = torch.cat(imps)
+                k = round(float(self.members[0].remaining) * flat.numel())
+                mask = topk_mask(flat, k)
+                for m, part in zip(self.members, torch.split(mask, [i.numel() for i in imps])):
+                    m._set_mask(part.view_as(m.mask))
+        self._key = key
+
+
+class TopKMask(nn.Module):
+    """Base of the top-v masks. ``remaining`` (the current v) is a buffer: it is saved with the model."""
+
+    def __init__(self, weight: torch.Tensor, selector: TopKSelector):
+        super().__init__()
+        self.register_buffer("remaining", torch.tensor(1.0))
+        self.register_buffer("mask", torch.ones_like(weight), persistent=False)
+        # a plain attribute, not a submodule: the selector may be shared by many masks
+        object.__setattr__(self, "selector", selector)
+        object.__setattr__(self, "_weight_ref", None)
+        selector.add(self)
+
+    def _set_mask(self, boolean_mask: torch.Tensor) -> None:
+        self.mask = boolean_mask.to(self.mask.dtype)
+
+    def importance_source(self) -> torch.Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def importance(self) -> torch.Tensor:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def current_mask(self) -> torch.Tensor:
+        """The binary mask the next forward pass will use."""
+        self.selector.refresh()
+        return self.mask
+
+
+class MagnitudeMask(TopKMask):
+    """Magnitude pruning: keep the v largest |W|. No scores; pruned weights get no gradient."""
+
+    def bind(self, original: torch.Tensor) -> None:
+        """Point at the unmasked weight (the pruner calls this right after registration)."""
+        object.__setattr__(self, "_weight_ref", original)
+
+    def importance_source(self):
+        return self._weight_ref
+
+    def importance(self):
+        return self._weight_ref.abs()
+
+    def forward(self, weight):
+        return weight * self.current_mask()
+
+
+class MovementMask(TopKMask):
+    """Movement pruning: keep the v largest learned scores S (initialised to ``score_init``)."""
+
+    def __init__(self, weight, selector, score_init: float = 0.0):
+        super().__init__(weight, selector)
+        self.scores = nn.Parameter(torch.full_like(weight, score_init))
+
+    def importance_source(self):
+        return self.scores
+
+    def importance(self):
+        return self.scores
+
+    def forward(self, weight):
+        return straight_through(weight, self.scores, self.current_mask())
+
+
+# --------------------------------------------------------------------------------------------
+# Threshold masks: soft movement and L0.
+
+
+class SoftMovementMask(nn.Module):
+    """Soft movement pruning: M = 1[sigmoid(S) > tau], straight-through to S.
+
+    ``threshold`` (tau) is a buffer that the schedule moves from 0 to its final value; it is saved
+    with the model, so evaluation after loading uses exactly the training-time threshold.
+    """
+
+    def __init__(self, weight: torch.Tensor, score_init: float = 0.0):
+        super().__init__()
+        self.scores = nn.Parameter(torch.full_like(weight, score_init))
+        self.register_buffer("threshold", torch.tensor(0.0))
+
+    def current_mask(self) -> torch.Tensor:
+        with torch.no_grad():
+            return (torch.sigmoid(self.scores) > self.threshold).to(self.scores.dtype)
+
+    def forward(self, weight):
+        return straight_through(weight, self.scores, self.current_mask())
+
+    def penalty(self) -> torch.Tensor:
+        """Mean sigmoid(S) of this matrix (its L1 penalty, before lambda)."""
+        return torch.sigmoid(self.scores).mean()
+
+
+class HardConcreteMask(nn.Module):
+    """L0 regularization with hard-concrete gates (Louizos, Welling & Kingma 2018).
+
+    Train: u ~ U(0, 1), s = sigmoid((log u - log(1 - u) + log_alpha) / beta),
+    z = clamp(s * (r - l) + l, 0, 1), W' = W * z (gradients flow through z, no straight-through).
+    Eval: z = clamp(sigmoid(log_alpha) * (r - l) + l, 0, 1), deterministic; entries with
+    sigmoid(log_alpha) <= -l / (r - l) are exactly zero. ``scores`` holds log_alpha.
+    """
+
+    def __init__(self, weight: torch.Tensor, score_init: float = 2.197, left: float = -0.1,
+                 right: float = 1.1, beta: float = 2.0 / 3.0):
+        super().__init__()
+        self.scores = nn.Parameter(torch.full_like(weight, score_init))
+        self.left, self.right, self.beta = left, right, beta
+
+    def gates(self) -> torch.Tensor:
+        """The gate values z used by the next forward pass (stochastic in training mode)."""
+        if self.training:
+            u = torch.rand_like(self.scores).clamp_(1e-6, 1.0 - 1e-6)
+            s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + self.scores) / self.beta)
+        else:
+            s = torch.sigmoid(self.scores)
+        return (s * (self.right - self.left) + self.left).clamp(0.0, 1.0)
+
+    def current_mask(self) -> torch.Tensor:
+        with torch.no_grad():
+            return self.gates()
+
+    def forward(self, weight):
+        return weight * self.gates()
+
+    def penalty(self) -> torch.Tensor:
+        """Expected fraction of non-zero gates of this matrix (expected L0 / numel)."""
+        return torch.sigmoid(self.scores - self.beta * math.log(-self.left / self.right)).mean()
+
+
+MASK_TYPES = (TopKMask, SoftMovementMask, HardConcreteMask)
