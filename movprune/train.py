@@ -1,0 +1,447 @@
+"""Fine-pruning runs: one :class:`RunConfig` in, one result record out.
+
+    record = run(RunConfig(task="sst2", model="minilm", method="movement", remaining=0.10))
+
+A run loads the task and the model, attaches the masks, trains with the Hugging Face ``Trainer``
+(so ``accelerate launch`` / ``torchrun``, mixed precision, checkpoints and resume come with it),
+evaluates on the task's eval split, and writes a record into the results store. The paper's
+recipe: AdamW, its own learning rate for the scores (1e-2; L0 1e-1), linear LR warm-up and
+decay, the cubic sparsity schedule stepped every optimizer step, the regularizer added to the
+loss, embeddings frozen, optional distillation from a dense fine-tuned teacher (trained and
+cached automatically when missing).
+
+Runs are keyed by :meth:`RunConfig.run_id`; the same config twice is a cache hit. A killed run
+resumes from its last checkpoint when started again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from . import data as data_mod
+from . import models
+from .accounting import sparsity_report
+from .distill import distillation_loss
+from .pruner import PruningConfig, find_targets, from_pretrained, save_pretrained, sparsify
+from .store import ResultStore
+
+DEFAULT_STORE = "results/runs"
+DEFAULT_WORK_DIR = "checkpoints"
+ANALYSIS_SAMPLE = 20000  # entries of one matrix kept per run for the weight-distribution figures
+
+# fields that do not change a run's result, so they stay out of its id
+_NOT_IN_ID = ("data_dir", "teacher_dir", "save_steps", "eval_batch_size")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one fine-pruning run (see ``python -m movprune run --help``)."""
+
+    task: str = "sst2"
+    model: str = "minilm"
+    method: str = "dense"
+    remaining: Optional[float] = None
+    scope: str = "local"
+    final_lambda: Optional[float] = None
+    final_threshold: float = 0.1
+    distill: bool = False
+    seed: int = 0
+    epochs: float = 1.0
+    max_steps: Optional[int] = None
+    batch_size: int = 32
+    max_length: int = 128
+    lr: float = 3e-5
+    score_lr: Optional[float] = None  # default 1e-2, L0 1e-1 (paper)
+    lr_warmup: float = 0.1
+    sparsity_warmup: float = 0.1
+    sparsity_cooldown: float = 0.2
+    freeze_embeddings: bool = True
+    alpha_distil: float = 0.9
+    alpha_ce: float = 0.1
+    temperature: float = 2.0
+    max_train_examples: Optional[int] = None
+    max_eval_examples: Optional[int] = None
+    train_split: str = "train"
+    doc_stride: int = 128
+    data_dir: Optional[str] = None
+    teacher_dir: Optional[str] = None
+    save_steps: int = 200
+    eval_batch_size: int = 128
+
+    def __post_init__(self):
+        data_mod.get_task(self.task)  # unknown task -> DataError naming the valid ones
+        for name in ("epochs", "batch_size", "max_length", "lr", "temperature"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0 or value != value:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        if self.max_steps is not None and self.max_steps <= 0:
+            raise ValueError(f"max_steps must be > 0, got {self.max_steps!r}")
+        if self.score_lr is not None and self.score_lr <= 0:
+            raise ValueError(f"score_lr must be > 0, got {self.score_lr!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        for name in ("alpha_distil", "alpha_ce"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0.0 <= self.lr_warmup < 1.0:
+            raise ValueError(f"lr_warmup must be a fraction in [0, 1), got {self.lr_warmup!r}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        self.pruning_config()  # validates method / remaining / lambda / threshold / schedule
+
+    # ---- identity -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def run_id(self) -> str:
+        """Stable id: readable prefix + hash of every field that changes the result."""
+        key = {k: v for k, v in sorted(self.to_dict().items()) if k not in _NOT_IN_ID}
+        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+        target = self.pruning_config().target_summary.replace(" ", "_").replace("=", "")
+        kd = "-kd" if self.distill else ""
+        return f"{self.task}-{self.model_slug()}-{target}{kd}-s{self.seed}-{digest}"
+
+    def model_slug(self) -> str:
+        return Path(self.model.rstrip("/")).name.replace("_", "-")
+
+    def pruning_config(self) -> PruningConfig:
+        if self.method == "zero_encoder":
+            return PruningConfig(method="dense")
+        return PruningConfig(method=self.method, remaining=self.remaining, scope=self.scope,
+                             final_lambda=self.final_lambda, final_threshold=self.final_threshold,
+                             warmup=self.sparsity_warmup, cooldown=self.sparsity_cooldown)
+
+    def teacher_config(self) -> "RunConfig":
+        """The dense, non-distilled run with the same data and budget: the distillation teacher."""
+        return dataclasses.replace(self, method="dense", remaining=None, scope="local", final_lambda=None,
+                                   distill=False, score_lr=None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trainer pieces
+
+
+def _trainer_classes():
+    """Imported lazily: transformers' Trainer is slow to import."""
+    from transformers import Trainer, TrainerCallback
+
+    class PruningTrainer(Trainer):
+        """Trainer + regularization + optional distillation."""
+
+        def __init__(self, *args, pruner=None, teacher=None, run_config=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.pruner, self.teacher, self.run_config = pruner, teacher, run_config
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            outputs = model(**inputs)
+            loss = outputs.loss
+            if self.teacher is not None:
+                teacher_inputs = {k: v for k, v in inputs.items()
+                                  if k not in ("labels", "start_positions", "end_positions")}
+                with torch.no_grad():
+                    teacher_outputs = self.teacher(**teacher_inputs)
+                c = self.run_config
+                loss = distillation_loss(outputs, teacher_outputs, loss, c.alpha_distil, c.alpha_ce, c.temperature)
+            if self.pruner is not None:
+                loss = loss + self.pruner.regularization().to(loss.device)
+            return (loss, outputs) if return_outputs else loss
+
+    class ScheduleCallback(TrainerCallback):
+        """Steps the sparsity schedule before every optimizer step (and at the very end)."""
+
+        def __init__(self, pruner):
+            self.pruner = pruner
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.pruner.update(state.global_step, state.max_steps)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.pruner.update(state.max_steps, state.max_steps)
+
+    return PruningTrainer, ScheduleCallback
+
+
+def build_optimizer(model, pruner, config: RunConfig):
+    """AdamW with two groups: weights at ``lr``, scores at ``score_lr`` (paper: 1e-2, L0 1e-1)."""
+    score_lr = config.score_lr or (1e-1 if config.method == "l0" else 1e-2)
+    score_ids = {id(p) for p in pruner.score_parameters()}
+    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in score_ids]
+    groups = [{"params": weights, "lr": config.lr, "weight_decay": 0.0}]
+    if score_ids:
+        groups.append({"params": pruner.score_parameters(), "lr": score_lr, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def freeze_embeddings(model) -> None:
+    """Embeddings are not pruned and, as in the paper, not trained."""
+    for name, p in model.named_parameters():
+        if ".embeddings." in f".{name}" or name.startswith("embeddings."):
+            p.requires_grad_(False)
+
+
+def zero_encoder(model) -> None:
+    """Control run: every targeted encoder weight set to zero and frozen (biases, LN, head train)."""
+    with torch.no_grad():
+        for module in find_targets(model).values():
+            module.weight.zero_()
+            module.weight.requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def _prepare_data(config: RunConfig, tokenizer):
+    spec = data_mod.get_task(config.task)
+    if spec.kind == "qa":
+        from . import squad
+
+        train_ex = squad.load_squad(config.data_dir, split="train")
+        eval_ex = squad.load_squad(config.data_dir, split="eval")
+        train_ex = data_mod.subsample(train_ex, config.max_train_examples, config.seed)
+        eval_ex = data_mod.subsample(eval_ex, config.max_eval_examples, 0)
+        train_ds = squad.prepare_train_features(train_ex, tokenizer, config.max_length, config.doc_stride)
+        eval_feats = squad.prepare_eval_features(eval_ex, tokenizer, config.max_length, config.doc_stride)
+        return spec, train_ds, (eval_ex, eval_feats)
+    train_ex = data_mod.load_task(config.task, config.data_dir, config.train_split, config.max_train_examples, config.seed)
+    eval_ex = data_mod.load_task(config.task, config.data_dir, "eval", config.max_eval_examples, 0)
+    train_ds = data_mod.tokenize_task(train_ex, tokenizer, config.max_length, config.task)
+    eval_ds = data_mod.tokenize_task(eval_ex, tokenizer, config.max_length, config.task)
+    return spec, train_ds, eval_ds
+
+
+def evaluate(trainer, spec, eval_data) -> dict:
+    """The task's metrics (in percent, like the paper) on the eval split."""
+    from . import squad
+
+    trainer.model.eval()
+    if spec.kind == "qa":
+        examples, features = eval_data
+        model_inputs = features.remove_columns([c for c in features.column_names
+                                                if c not in ("input_ids", "attention_mask", "token_type_ids")])
+        out = trainer.predict(model_inputs)
+        start, end = out.predictions[:2] if isinstance(out.predictions, tuple) else out.predictions
+        preds = squad.postprocess_predictions(examples, features, start, end)
+        return {k: float(v) for k, v in squad.squad_metrics(preds, examples).items()}
+    out = trainer.predict(eval_data)
+    logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    preds = logits.squeeze(-1) if spec.kind == "regression" else logits.argmax(-1)
+    metrics = data_mod.compute_metrics(spec.name, preds, out.label_ids)
+    return {k: 100.0 * float(v) for k, v in metrics.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def last_good_checkpoint(output_dir: Path) -> Optional[str]:
+    """Newest ``checkpoint-N`` folder that has a complete trainer state, else None."""
+    if not output_dir.is_dir():
+        return None
+    ckpts = sorted((p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
+                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for ckpt in ckpts:
+        try:
+            state = json.loads((ckpt / "trainer_state.json").read_text())
+            if state.get("global_step") == int(ckpt.name.split("-")[-1]) and any(ckpt.glob("*.safetensors")):
+                return str(ckpt)
+        except (OSError, ValueError):
+            pass
+        print(f"warning: skipping incomplete checkpoint {ckpt}")
+    return None
+
+
+def _versions() -> dict:
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version(), "machine": f"{platform.machine()} {os.cpu_count()} cpu"}
+
+
+def _analysis_matrix(targets: dict) -> str:
+    """The matrix sampled for the weight-distribution figures: middle layer's query (or first)."""
+    names = list(targets)
+    return names[len(names) // 2 - (len(names) // 2) % 6] if len(names) >= 6 else names[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def final_model_dir(config: RunConfig, work_dir: str | os.PathLike = DEFAULT_WORK_DIR) -> Path:
+    return Path(work_dir) / config.run_id() / "final"
+
+
+def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: str | os.PathLike = DEFAULT_WORK_DIR,
+        force: bool = False, keep_checkpoints: bool = False, progress: bool = True) -> dict:
+    """Run ``config`` (or return its stored record) and return the record.
+
+    ``force`` retrains even when a record exists. Checkpoints go to ``work_dir/<run_id>``; the
+    final model (with masks, scores and thresholds) to ``work_dir/<run_id>/final``.
+    """
+    store = ResultStore(store) if not isinstance(store, ResultStore) else store
+    run_id = config.run_id()
+    if not force:
+        cached = store.get(run_id)
+        if cached is not None:
+            return cached
+    store.check_writable()
+    models.check_model_name(config.model)
+    out_dir = Path(work_dir) / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "run_config.json").write_text(json.dumps(config.to_dict(), indent=1))
+
+    from transformers import DataCollatorWithPadding, TrainingArguments
+
+    tokenizer = models.load_tokenizer(config.model)
+    spec = data_mod.get_task(config.task)
+    spec, train_ds, eval_data = _prepare_data(config, tokenizer)
+
+    teacher = None
+    if config.distill:
+        teacher = load_teacher(config, store, work_dir, tokenizer, progress)
+
+    model = models.load_model(config.model, spec.kind, spec.num_labels, config.seed)
+    if config.freeze_embeddings:
+        freeze_embeddings(model)
+    targets = find_targets(model)
+    sample_name = _analysis_matrix(targets)
+    gen = torch.Generator().manual_seed(0)
+    sample_idx = torch.randperm(targets[sample_name].weight.numel(), generator=gen)[:ANALYSIS_SAMPLE]
+    pretrained_sample = targets[sample_name].weight.detach().reshape(-1)[sample_idx].clone()
+    if config.method == "zero_encoder":
+        zero_encoder(model)
+    pruner = sparsify(model, config.pruning_config())
+
+    n_train = len(train_ds)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    max_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
+    args = TrainingArguments(
+        output_dir=str(out_dir), per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size, max_steps=max_steps,
+        learning_rate=config.lr, lr_scheduler_type="linear", warmup_steps=config.lr_warmup,
+        weight_decay=0.0, max_grad_norm=1.0, seed=config.seed, data_seed=config.seed,
+        logging_steps=max(1, max_steps // 20), save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=2, eval_strategy="no", report_to=[], disable_tqdm=not progress,
+        dataloader_num_workers=0, train_sampling_strategy="group_by_length",
+        use_cpu=not torch.cuda.is_available(),
+    )
+    PruningTrainer, ScheduleCallback = _trainer_classes()
+    trainer = PruningTrainer(
+        model=model, args=args, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer, optimizers=(build_optimizer(model, pruner, config), None),
+        callbacks=[ScheduleCallback(pruner)], pruner=pruner, teacher=teacher, run_config=config,
+    )
+    resume = last_good_checkpoint(out_dir)
+    if resume and progress:
+        print(f"resuming {run_id} from {resume}")
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=resume)
+    train_time = time.time() - t0
+
+    pruner.update(max_steps, max_steps)
+    t1 = time.time()
+    metrics = evaluate(trainer, spec, eval_data)
+    eval_time = time.time() - t1
+    report = sparsity_report(model)
+
+    final_dir = out_dir / "final"
+    save_pretrained(model, str(final_dir), tokenizer)
+    _save_analysis(store, run_id, model, targets, sample_name, sample_idx, pretrained_sample)
+
+    record = {
+        "run_id": run_id,
+        **{k: v for k, v in config.to_dict().items() if k not in ("data_dir", "teacher_dir")},
+        "target": config.pruning_config().target_summary,
+        "metrics": metrics,
+        "main_metric": spec.main_metric,
+        "score": metrics.get(spec.main_metric),
+        "remaining": report["remaining"],
+        "remaining_paper": report["remaining_paper"],
+        "per_layer": {str(k): v for k, v in report["per_layer"].items()},
+        "per_type": report["per_type"],
+        "per_matrix": report["per_matrix"],
+        "train_examples": n_train,
+        "steps": max_steps,
+        "train_time_s": round(train_time, 1),
+        "eval_time_s": round(eval_time, 1),
+        "resumed_from": resume,
+        "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}",
+        "versions": _versions(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    store.put(record)
+    if not keep_checkpoints:
+        for ckpt in out_dir.glob("checkpoint-*"):
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return record
+
+
+def _save_analysis(store, run_id, model, targets, name, idx, pretrained) -> None:
+    """A fixed random sample of one matrix: pre-trained and fine-tuned weights, mask, scores."""
+    module = targets[name]
+    model.eval()
+    with torch.no_grad():
+        masks = getattr(module, "parametrizations", None)
+        if masks is not None:
+            original = module.parametrizations.weight.original
+            mask_mod = module.parametrizations.weight[0]
+            mask = mask_mod.current_mask()
+            scores = getattr(mask_mod, "scores", None)
+        else:
+            original, mask, scores = module.weight, (module.weight != 0).float(), None
+        arrays = {"pretrained": pretrained.numpy(), "finetuned": original.reshape(-1)[idx].numpy(),
+                  "mask": mask.reshape(-1)[idx].numpy()}
+        if scores is not None:
+            arrays["scores"] = scores.reshape(-1)[idx].numpy()
+    path = store.side_file(run_id, ".npz")
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, matrix=np.array(name), **{k: v.astype(np.float16) for k, v in arrays.items()})
+    os.replace(tmp, path)
+
+
+def load_teacher(config: RunConfig, store, work_dir, tokenizer, progress=True):
+    """The dense teacher: ``config.teacher_dir`` if given, else the cached dense run (trained if missing)."""
+    if config.teacher_dir:
+        path = Path(config.teacher_dir)
+    else:
+        tconf = config.teacher_config()
+        path = final_model_dir(tconf, work_dir)
+        if not (path / "movprune_model.safetensors").is_file():
+            if progress:
+                print(f"training the distillation teacher {tconf.run_id()}")
+            run(tconf, store, work_dir, force=True, progress=progress)
+    if not path.is_dir():
+        raise ValueError(f"teacher folder {path} does not exist")
+    from transformers import AutoTokenizer
+
+    try:
+        teacher_tok = AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError):
+        teacher_tok = None
+    if teacher_tok is not None and teacher_tok.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(f"teacher {path} uses a different vocabulary than the student model {config.model!r}")
+    if (path / "movprune_model.safetensors").is_file():
+        teacher = from_pretrained(str(path))
+    else:
+        kind = data_mod.get_task(config.task).kind
+        teacher = models.load_model(str(path), kind, data_mod.get_task(config.task).num_labels)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
