@@ -1,0 +1,145 @@
+"""Command line: ``python -m movprune {run,sweep,list,batch}``.
+
+    python -m movprune run --task sst2 --model minilm --method movement --remaining 0.1
+    python -m movprune run --task sst2 --method soft_movement --final-lambda 200 --distill
+    python -m movprune sweep --task sst2 --method magnitude movement --remaining 0.1 0.03 0.01
+    python -m movprune list
+    python -m movprune batch --profile small     # sweeps + every notebook into results/
+
+Every error in the input (unknown task, method or model, missing data, a malformed data file,
+v outside (0, 1], lambda < 0, ...) ends with one line on stderr and exit status 2, before any
+training starts and without touching existing results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+
+RUN_FIELDS = {  # CLI flag -> (RunConfig field, type, help)
+    "task": (str, "task: sst2, mnli, qqp, sick, squad, cola, mrpc, stsb, rte, wnli, qnli, mnli-mm"),
+    "model": (str, "model: 'minilm' (offline MiniLM-L6), 'tiny' (random 2-layer BERT), a folder or a hub name"),
+    "method": (str, "pruning method: dense, magnitude, movement, soft_movement, l0, zero_encoder (control)"),
+    "remaining": (float, "final fraction of encoder linear weights kept, in (0, 1] (magnitude, movement)"),
+    "scope": (str, "top-k selection: local (per matrix) or global (one threshold)"),
+    "final_lambda": (float, "final regularization weight (soft_movement, l0), >= 0"),
+    "final_threshold": (float, "soft movement: final threshold on sigmoid(scores) (paper: 0.1)"),
+    "seed": (int, "random seed"),
+    "epochs": (float, "training epochs (ignored when --max-steps is given)"),
+    "max_steps": (int, "optimizer steps"),
+    "batch_size": (int, "training batch size"),
+    "max_length": (int, "maximum sequence length (tokens)"),
+    "lr": (float, "learning rate of the weights (paper: 3e-5)"),
+    "score_lr": (float, "learning rate of the scores (paper: 1e-2; L0 1e-1)"),
+    "lr_warmup": (float, "fraction of steps of linear LR warm-up"),
+    "sparsity_warmup": (float, "fraction of steps before pruning starts"),
+    "sparsity_cooldown": (float, "fraction of steps at the final sparsity"),
+    "alpha_distil": (float, "weight of the distillation loss (paper: 0.9)"),
+    "alpha_ce": (float, "weight of the task loss when distilling (paper: 0.1)"),
+    "temperature": (float, "distillation temperature (paper: 2)"),
+    "max_train_examples": (int, "use a deterministic subset of the training set"),
+    "max_eval_examples": (int, "use a deterministic subset of the eval set"),
+    "train_split": (str, "training split (e.g. train_sentences for SST-2's sentence-level set)"),
+    "data_dir": (str, "data folder (GLUE layout; default $MOVPRUNE_DATA_DIR, then ../shared/data, then the hub)"),
+    "teacher_dir": (str, "distillation teacher folder (default: the dense run, trained if missing)"),
+}
+SWEEPABLE = ("task", "method", "remaining", "scope", "final_lambda", "seed", "model")
+
+
+def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
+    for name, (typ, help_) in RUN_FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        if sweep and name in SWEEPABLE:
+            p.add_argument(flag, type=typ, nargs="+", help=help_ + " (several values: a grid)")
+        else:
+            p.add_argument(flag, type=typ, help=help_)
+    p.add_argument("--distill", action="store_true", help="distil from a dense fine-tuned teacher")
+    p.add_argument("--no-freeze-embeddings", action="store_true", help="also train the embeddings")
+    p.add_argument("--store", default="results/runs", help="results store folder (default results/runs)")
+    p.add_argument("--work-dir", default="checkpoints", help="checkpoints and final models (default checkpoints)")
+    p.add_argument("--force", action="store_true", help="retrain even if the store has this run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m movprune", allow_abbrev=False,
+        description="Movement pruning (Sanh, Wolf & Rush 2020): fine-prune Hugging Face encoders and "
+                    "regenerate the paper's tables and figures.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,list,batch}")
+    p_run = sub.add_parser("run", help="one fine-pruning run (cached in the results store)", allow_abbrev=False)
+    _add_run_flags(p_run, sweep=False)
+    p_sweep = sub.add_parser("sweep", help="a grid of runs (missing ones only)", allow_abbrev=False)
+    _add_run_flags(p_sweep, sweep=True)
+    p_list = sub.add_parser("list", help="the runs in the results store", allow_abbrev=False)
+    p_list.add_argument("--store", default="results/runs")
+    p_batch = sub.add_parser("batch", help="the main job: sweeps for every notebook, then every notebook",
+                             allow_abbrev=False)
+    p_batch.add_argument("--profile", default="small", help="smoke | small (default) | paper")
+    p_batch.add_argument("--tasks", default=None, help="comma-separated tasks, or 'all' (default: the profile's)")
+    p_batch.add_argument("--seeds", type=int, default=None, help="seeds per config (default: the profile's)")
+    p_batch.add_argument("--results", default="results", help="output folder (default results)")
+    p_batch.add_argument("--work-dir", default="checkpoints")
+    p_batch.add_argument("--only", choices=["sweeps", "notebooks"], default=None,
+                         help="run only the training sweeps (e.g. on a GPU box) or only the notebooks")
+    return parser
+
+
+def _config_kwargs(args, overrides=None) -> dict:
+    kwargs = {name: getattr(args, name) for name in RUN_FIELDS if getattr(args, name, None) is not None}
+    kwargs.update(overrides or {})
+    kwargs["distill"] = args.distill
+    if args.no_freeze_embeddings:
+        kwargs["freeze_embeddings"] = False
+    return kwargs
+
+
+def _fmt(record: dict) -> str:
+    metrics = ", ".join(f"{k} {v:.2f}" for k, v in record["metrics"].items())
+    return (f"{record['run_id']}: {metrics} | remaining {record['remaining']:.4f} "
+            f"(paper convention {record['remaining_paper']:.4f}) | {record.get('train_time_s', 0):.0f}s")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        if args.command == "run":
+            from .train import RunConfig, run
+
+            config = RunConfig(**_config_kwargs(args))
+            record = run(config, store=args.store, work_dir=args.work_dir, force=args.force)
+            print(_fmt(record))
+        elif args.command == "sweep":
+            from .train import RunConfig, run
+
+            grid = {name: getattr(args, name) for name in SWEEPABLE if getattr(args, name) is not None}
+            combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+            base = {k: v for k, v in _config_kwargs(args).items() if k not in grid}
+            configs = [RunConfig(**base, **combo) for combo in combos]  # validate all before training any
+            for i, config in enumerate(configs, 1):
+                print(f"[{i}/{len(configs)}] {config.run_id()}")
+                print(_fmt(run(config, store=args.store, work_dir=args.work_dir, force=args.force)))
+        elif args.command == "list":
+            from .store import ResultStore
+
+            for record in ResultStore(args.store).records():
+                print(_fmt(record))
+        elif args.command == "batch":
+            from .batch import run_batch
+
+            return run_batch(profile=args.profile, tasks=args.tasks, seeds=args.seeds, results=args.results,
+                             work_dir=args.work_dir, only=args.only)
+    except (ValueError, OSError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"movprune: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("movprune: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
