@@ -1,0 +1,211 @@
+"""The main job: every run the notebooks need, then every notebook, into ``results/<profile>/``.
+
+    python -m movprune batch                      # profile 'small' (the default)
+    python -m movprune batch --profile smoke      # the whole pipeline in minutes
+    python -m movprune batch --only sweeps        # training only (e.g. on a GPU machine)
+    python -m movprune batch --only notebooks     # figures and tables from the store
+
+Two steps, both restartable:
+
+1. sweeps - each run of the profile is looked up in the results store and trained only when
+   missing; a run that fails is reported and the others go on; a run another batch process is
+   training right now (a lock file) is skipped by this one.
+2. notebooks - each notebook in ``notebooks/`` is executed with papermill into
+   ``results/<profile>/notebooks/``; they write ``figures/`` and ``tables/``. A failing
+   notebook does not stop the others.
+
+Finally ``results/<profile>/README.md`` shows every figure and table with the profile, machine and
+wall time that produced them. The exit status is 1 when any run or notebook failed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+from .profiles import get_profile
+from .store import ResultStore
+from .train import run
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = REPO / "notebooks"
+
+
+@contextmanager
+def run_lock(path: Path):
+    """Non-blocking exclusive lock; yields False when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print) -> dict:
+    """Train every missing config. Returns counts and the failures ``{run_id: message}``."""
+    from tqdm.auto import tqdm
+
+    store.check_writable()
+    done = cached = 0
+    failures, skipped = {}, []
+    bar = tqdm(configs, desc="runs", unit="run")
+    for config in bar:
+        run_id = config.run_id()
+        bar.set_postfix_str(run_id[:48])
+        if store.get(run_id) is not None:
+            cached += 1
+            continue
+        with run_lock(work_dir / "locks" / f"{run_id}.lock") as mine:
+            if not mine:
+                skipped.append(run_id)
+                log(f"skipping {run_id}: another batch process is training it")
+                continue
+            try:
+                record = run(config, store=store, work_dir=work_dir, progress=False)
+                done += 1
+                log(f"done {run_id}: {record['main_metric']} {record['score']:.2f}, remaining {record['remaining']:.4f}, "
+                    f"{record['train_time_s']:.0f}s")
+            except Exception as e:  # one failing run must not stop the batch
+                failures[run_id] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                log(f"FAILED {run_id}: {failures[run_id]}")
+                traceback.print_exc(file=sys.stderr)
+    return {"trained": done, "cached": cached, "failed": failures, "skipped": skipped}
+
+
+def run_notebooks(profile: str, results_dir: Path, tasks: str, log=print) -> dict:
+    """Execute every notebook with papermill. Returns ``{notebook: None | error message}``."""
+    try:
+        import papermill
+    except ImportError:
+        raise ValueError("papermill is not installed: pip install -e '.[notebooks]' (or run with --only sweeps)") from None
+    out_dir = results_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    status = {}
+    for nb in sorted(NOTEBOOKS.glob("*.ipynb")):
+        t0 = time.time()
+        try:
+            papermill.execute_notebook(
+                str(nb), str(out_dir / nb.name), cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False,
+                parameters={"profile": profile, "results_dir": str(results_dir.resolve()), "tasks": tasks})
+            status[nb.name] = None
+            log(f"notebook {nb.name}: ok ({time.time() - t0:.0f}s)")
+        except Exception as e:
+            status[nb.name] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"[:300]
+            log(f"notebook {nb.name}: FAILED ({status[nb.name]})")
+    return status
+
+
+def write_readme(results_dir: Path, meta: dict) -> Path:
+    """``results/<profile>/README.md``: every figure and table, and how they were made."""
+    lines = [f"# Results — profile `{meta['profile']}`", "",
+             f"Produced by `{meta['command']}` on {meta['machine']} "
+             f"(torch {meta['torch']}, {meta['threads']} threads), finished {meta['finished_at']}.", "",
+             f"Wall time: sweeps {meta['sweeps_s'] / 60:.1f} min ({meta['sweeps'].get('trained', 0)} runs trained, "
+             f"{meta['sweeps'].get('cached', 0)} cached), notebooks {meta['notebooks_s'] / 60:.1f} min.", ""]
+    failed_runs = meta["sweeps"].get("failed") or {}
+    failed_nbs = {k: v for k, v in (meta.get("notebooks") or {}).items() if v}
+    if failed_runs or failed_nbs:
+        lines += ["## Failures", ""] + [f"- run `{k}`: {v}" for k, v in failed_runs.items()] + \
+                 [f"- notebook `{k}`: {v}" for k, v in failed_nbs.items()] + [""]
+    tables = sorted((results_dir / "tables").glob("*.csv"))
+    if tables:
+        lines += ["## Tables", ""]
+        for t in tables:
+            lines += [f"### {t.stem}", "", _csv_to_markdown(t), "", f"([CSV](tables/{t.name}))", ""]
+    figures = sorted((results_dir / "figures").glob("*.png"))
+    if figures:
+        lines += ["## Figures", ""]
+        for f in figures:
+            pdf = f.with_suffix(".pdf")
+            link = f" ([PDF](figures/{pdf.name}))" if pdf.exists() else ""
+            lines += [f"### {f.stem}{link}", "", f"![{f.stem}](figures/{f.name})", ""]
+    nbs = sorted((results_dir / "notebooks").glob("*.ipynb"))
+    if nbs:
+        lines += ["## Executed notebooks", ""] + [f"- [{n.name}](notebooks/{n.name})" for n in nbs] + [""]
+    path = results_dir / "README.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def _csv_to_markdown(path: Path, max_rows: int = 60) -> str:
+    import csv
+
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+    if not rows:
+        return "(empty)"
+    header, body = rows[0], rows[1:max_rows + 1]
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in body]
+    if len(rows) - 1 > max_rows:
+        out.append(f"| … {len(rows) - 1 - max_rows} more rows in the CSV |")
+    return "\n".join(out)
+
+
+def run_batch(profile: str = "small", tasks=None, seeds=None, results="results", work_dir="checkpoints",
+              only=None) -> int:
+    """The whole job; returns the process exit status (0 = everything succeeded)."""
+    prof = get_profile(profile)
+    if tasks in (None, ""):
+        task_list = list(prof.tasks)
+    elif tasks == "all":
+        task_list = list(prof.all_tasks)
+    else:
+        task_list = [t.strip() for t in str(tasks).split(",") if t.strip()]
+        unknown = [t for t in task_list if t not in prof.budgets]
+        if unknown:
+            raise ValueError(f"profile {profile!r} has no budget for task(s) {', '.join(unknown)}; "
+                             f"choose from {', '.join(prof.budgets)}")
+    if seeds is not None and seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
+    seed_list = list(range(seeds)) if seeds else list(prof.seeds)
+    results_dir = Path(results) / profile
+    store = ResultStore(results_dir / "runs")
+    work = Path(work_dir) / profile
+    configs = prof.all_configs(task_list, seed_list)  # validates every config before any training
+
+    meta_path = results_dir / "batch.json"
+    old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    import torch
+
+    meta = {"profile": profile, "tasks": task_list, "seeds": seed_list,
+            "command": f"python -m movprune batch --profile {profile}" + (f" --tasks {tasks}" if tasks else "")
+            + (f" --seeds {seeds}" if seeds else ""),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores"
+            + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "sweeps": old.get("sweeps", {}), "sweeps_s": old.get("sweeps_s", 0.0),
+            "notebooks": old.get("notebooks", {}), "notebooks_s": old.get("notebooks_s", 0.0)}
+    ok = True
+    if only in (None, "sweeps"):
+        print(f"[batch] profile {profile}: {len(configs)} runs ({', '.join(task_list)}; seeds {seed_list})")
+        t0 = time.time()
+        sweeps = run_sweeps(configs, store, work)
+        meta["sweeps"], meta["sweeps_s"] = sweeps, time.time() - t0
+        ok &= not sweeps["failed"]
+    if only in (None, "notebooks"):
+        t0 = time.time()
+        tasks_param = ",".join(task_list)
+        meta["notebooks"] = run_notebooks(profile, results_dir, tasks_param)
+        meta["notebooks_s"] = time.time() - t0
+        ok &= all(v is None for v in meta["notebooks"].values())
+    meta["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results_dir.mkdir(parents=True, exist_ok=True)
+    meta_path.write_text(json.dumps(meta, indent=1))
+    readme = write_readme(results_dir, meta)
+    failed = list(meta["sweeps"].get("failed", {})) + [k for k, v in meta["notebooks"].items() if v]
+    print(f"[batch] wrote {readme}; " + ("all succeeded" if not failed else f"FAILED: {', '.join(failed)}"))
+    return 0 if ok else 1
