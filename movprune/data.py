@@ -8,18 +8,19 @@ Where data comes from (first match wins, see :func:`resolve_data_dir`):
    project's machines; tasks missing there fall through to the hub);
 4. the Hugging Face hub (``datasets.load_dataset("glue", <config>)``), for online users.
 
-A local folder may hold the GLUE tasks directly (``<dir>/SST-2/train.tsv``) or under a ``glue``
-subfolder (``<dir>/glue/SST-2/train.tsv``); SICK lives in ``<dir>/sick`` and SQuAD in ``<dir>/squad``
-(SQuAD itself is handled by :mod:`movprune.squad`). TSVs are read with quoting off, like GLUE's own
-readers, and are validated strictly: any problem raises :class:`DataError` with a one-line message
-naming the file and the 1-based line.
+A local folder may hold the GLUE tasks directly (``<dir>/SST-2/train.tsv``) or under a
+``glue`` subfolder (``<dir>/glue/SST-2/train.tsv``); SICK lives in ``<dir>/sick`` and SQuAD in
+``<dir>/squad`` (SQuAD itself is handled by :mod:`movprune.squad`). TSVs are read with quoting
+off, like GLUE's own readers, and are validated strictly: any problem raises :class:`DataError`
+with a one-line message naming the file and the 1-based line.
 
-Examples are plain dicts ``{"text_a": str, "text_b": str | None, "label": int | float, "idx": int}``.
+Examples are plain dicts
+``{"text_a": str, "text_b": str | None, "label": int | float, "idx": int}``.
 Classification labels are indices into ``TaskSpec.label_list`` (the same order as the hub's GLUE
 ``ClassLabel`` names, so local and hub data agree); regression labels (STS-B) are floats.
 
-Metrics (:func:`compute_metrics`) are fractions in [0, 1] (or correlations in [-1, 1]), computed with
-numpy only (no scipy/sklearn needed).
+Metrics (:func:`compute_metrics`) are fractions in [0, 1] (or correlations in [-1, 1]),
+computed with numpy only (no scipy/sklearn needed).
 """
 
 from __future__ import annotations
@@ -226,10 +227,11 @@ def _split_key(spec: TaskSpec, split: str) -> str:
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> tuple[Path | None, str]:
     """Pick the local data folder: ``(path, source)``.
 
-    ``source`` is ``"argument"``, ``"env"`` (``$MOVPRUNE_DATA_DIR``), ``"repo"`` (``../shared/data``
-    next to the repository, only if it exists) or ``"hub"`` (then ``path`` is None). A folder given by
-    argument or environment variable is used as is, even if it does not exist (loading then fails
-    with the paths looked at); only the ``"repo"`` folder falls back to the hub for missing tasks.
+    ``source`` is ``"argument"``, ``"env"`` (``$MOVPRUNE_DATA_DIR``), ``"repo"``
+    (``../shared/data`` next to the repository, only if it exists) or ``"hub"`` (then ``path`` is
+    None). A folder given by argument or environment variable is used as is, even if it does not
+    exist (loading then fails with the paths looked at); only the ``"repo"`` folder falls back to
+    the hub for tasks it lacks.
     """
     if data_dir is not None:
         return Path(data_dir).expanduser(), "argument"
@@ -358,7 +360,8 @@ def _load_from_hub(spec: TaskSpec, split_key: str, looked: list[str]) -> list[di
         detail = " ".join(str(err).split())[:200]
         raise DataError(f"could not load {spec.name}/{split_key}: looked at "
                         f"{'; '.join(looked) or 'no local folder'}; then "
-                        f"datasets.load_dataset{args + (hub_split,)} failed: "
+                        f"datasets.load_dataset({', '.join(map(repr, args))}, "
+                        f"split={hub_split!r}) failed: "
                         f"{type(err).__name__}: {detail}") from None
     return [{"text_a": row[spec.hub_text_a],
              "text_b": row[spec.hub_text_b] if spec.hub_text_b else None,

@@ -1,0 +1,164 @@
+"""Runs, store and CLI on the tiny random model and a few hundred real SST-2 / SICK examples."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from movprune.store import ResultStore
+from movprune.train import RunConfig, run
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+TINY = dict(model="tiny", max_train_examples=96, max_eval_examples=64, max_steps=6, batch_size=16,
+            max_length=32, lr=1e-3, save_steps=3)
+
+
+def test_run_id_is_stable_and_ignores_locations():
+    a = RunConfig(task="sst2", method="movement", remaining=0.1, data_dir="/x")
+    b = RunConfig(task="sst2", method="movement", remaining=0.1, data_dir="/y")
+    c = RunConfig(task="sst2", method="movement", remaining=0.03)
+    assert a.run_id() == b.run_id() != c.run_id()
+    assert a.run_id().startswith("sst2-minilm-movement_v0.1_local-s0-")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(task="nope"), "unknown task"),
+    (dict(method="pruney"), "unknown pruning method"),
+    (dict(method="movement", remaining=0.0), r"remaining must be in \(0, 1\]"),
+    (dict(method="movement", remaining=1.2), r"remaining must be in \(0, 1\]"),
+    (dict(method="soft_movement", final_lambda=-1.0), "final_lambda must be"),
+    (dict(epochs=0), "epochs must be > 0"),
+    (dict(temperature=-2), "temperature must be > 0"),
+    (dict(alpha_ce=1.5), "alpha_ce must be in"),
+    (dict(seed=-1), "seed must be"),
+    (dict(max_steps=0), "max_steps must be > 0"),
+])
+def test_bad_run_configs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RunConfig(**kwargs)
+
+
+def test_store_atomic_and_corruption(tmp_path):
+    store = ResultStore(tmp_path)
+    store.put({"run_id": "a", "metrics": {"accuracy": 50.0}})
+    assert store.get("a")["metrics"] == {"accuracy": 50.0}
+    assert not list(tmp_path.glob("*.tmp"))
+    (tmp_path / "b.json").write_text('{"run_id": "b", "metr')  # truncated record
+    assert store.get("b") is None
+    assert [r["run_id"] for r in store.records()] == ["a"]
+
+
+def test_tiny_run_record_and_cache(tmp_path):
+    cfg = RunConfig(task="sst2", method="movement", remaining=0.1, **TINY)
+    rec = run(cfg, store=tmp_path / "runs", work_dir=tmp_path / "work", progress=False)
+    assert rec["run_id"] == cfg.run_id()
+    assert abs(rec["remaining"] - 0.1) < 1e-3
+    assert 0.0 <= rec["metrics"]["accuracy"] <= 100.0
+    assert set(rec["per_layer"]) == {"0", "1"}
+    assert rec["remaining_paper"] > rec["remaining"]
+    assert (tmp_path / "runs" / f"{cfg.run_id()}.npz").is_file()
+    # the final model reloads with its masks and thresholds
+    assert (tmp_path / "work" / cfg.run_id() / "final" / "movprune_model.safetensors").is_file()
+    t0 = time.time()
+    again = run(cfg, store=tmp_path / "runs", work_dir=tmp_path / "work", progress=False)
+    assert again == rec and time.time() - t0 < 1.0
+
+
+def test_soft_movement_and_distillation_on_sick(tmp_path):
+    cfg = RunConfig(task="sick", method="soft_movement", final_lambda=10.0, distill=True, **TINY)
+    rec = run(cfg, store=tmp_path / "runs", work_dir=tmp_path / "work", progress=False)
+    teacher = ResultStore(tmp_path / "runs").get(cfg.teacher_config().run_id())
+    assert teacher is not None and teacher["method"] == "dense"
+    assert rec["distill"] is True and 0.0 < rec["remaining"] <= 1.0
+
+
+def test_zero_encoder_control(tmp_path):
+    cfg = RunConfig(task="sst2", method="zero_encoder", **TINY)
+    rec = run(cfg, store=tmp_path / "runs", work_dir=tmp_path / "work", progress=False)
+    assert rec["remaining"] == 0.0
+
+
+def _cli(*args, cwd=None, timeout=300):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "movprune", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "--task", "nosuchtask"], "unknown task"),
+    (["run", "--method", "bogus"], "unknown pruning method"),
+    (["run", "--method", "movement", "--remaining", "2"], "remaining must be in"),
+    (["run", "--method", "l0", "--final-lambda", "-3"], "final_lambda must be"),
+    (["run", "--model", "/no/such/folder"], "does not exist"),
+    (["run", "--data-dir", "/tmp/definitely-empty-dir"], "looked at"),
+    (["run", "--methd", "movement"], "unrecognized arguments"),
+    (["batch", "--profile", "huge"], "unknown profile"),
+])
+def test_cli_bad_input_one_line(tmp_path, args, fragment):
+    store = tmp_path / "runs"
+    store.mkdir()
+    (store / "keep.json").write_text("{}")
+    out = _cli(*args, "--store", str(store)) if args[0] == "run" else _cli(*args)
+    assert out.returncode == 2
+    err = [line for line in out.stderr.strip().splitlines() if line and "Warning" not in line]
+    assert fragment in err[-1]
+    assert "Traceback" not in out.stderr
+    assert (store / "keep.json").read_text() == "{}"
+
+
+def test_cli_malformed_tsv_names_file_and_line(tmp_path):
+    d = tmp_path / "data" / "SST-2"
+    d.mkdir(parents=True)
+    (d / "train.tsv").write_text("sentence\tlabel\ngood movie\t1\nbad row without label\n")
+    (d / "dev.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    out = _cli("run", "--model", "tiny", "--data-dir", str(tmp_path / "data"), "--store", str(tmp_path / "runs"))
+    assert out.returncode == 2
+    assert "train.tsv" in out.stderr and "3" in out.stderr.strip().splitlines()[-1]
+
+
+def test_cli_run_then_list(tmp_path):
+    args = ["--model", "tiny", "--max-train-examples", "64", "--max-eval-examples", "32", "--max-steps", "2",
+            "--batch-size", "16", "--max-length", "32", "--store", str(tmp_path / "runs"),
+            "--work-dir", str(tmp_path / "work")]
+    out = _cli("run", "--method", "magnitude", "--remaining", "0.5", *args)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "remaining 0.5000" in out.stdout
+    listed = _cli("list", "--store", str(tmp_path / "runs"))
+    assert "magnitude_v0.5_local" in listed.stdout
+
+
+def test_kill_9_resumes_from_checkpoint(tmp_path):
+    """kill -9 mid-training; the same command resumes (not from zero) and ends like an unbroken run."""
+    common = ["--model", "tiny", "--max-train-examples", "256", "--max-eval-examples", "64", "--max-steps", "40",
+              "--batch-size", "16", "--max-length", "32", "--lr", "1e-3", "--method", "movement", "--remaining", "0.2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    work, store = tmp_path / "work", tmp_path / "runs"
+    cmd = [sys.executable, "-m", "movprune", "run", *common, "--store", str(store), "--work-dir", str(work)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(work.glob("*/checkpoint-*/trainer_state.json")):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list(store.glob("*.json")), "a killed run must not leave a record"
+    assert list(work.glob("*/checkpoint-*")), "no checkpoint was written before the kill"
+    resumed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    rec = json.loads(next(store.glob("*.json")).read_text())
+    assert rec["resumed_from"] and "checkpoint-" in rec["resumed_from"]
+    # reference: the same config uninterrupted
+    ref = subprocess.run([*cmd[:-4], "--store", str(tmp_path / "ref"), "--work-dir", str(tmp_path / "refwork")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0
+    ref_rec = json.loads(next((tmp_path / "ref").glob("*.json")).read_text())
+    assert abs(ref_rec["metrics"]["accuracy"] - rec["metrics"]["accuracy"]) <= 0.1
+    assert ref_rec["remaining"] == rec["remaining"]
