@@ -347,6 +347,10 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         processing_class=tokenizer, optimizers=(build_optimizer(model, pruner, config), None),
         callbacks=[ScheduleCallback(pruner)], pruner=pruner, teacher=teacher, run_config=config,
     )
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     resume = last_good_checkpoint(out_dir)
     if resume and progress:
         print(f"resuming {run_id} from {resume}")
@@ -389,7 +393,7 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
     if not keep_checkpoints:
         for ckpt in out_dir.glob("checkpoint-*"):
             shutil.rmtree(ckpt, ignore_errors=True)
-    return record
+    return store.get(run_id)  # exactly what a later cache hit returns
 
 
 def _save_analysis(store, run_id, model, targets, name, idx, pretrained) -> None:
