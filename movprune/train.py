@@ -258,12 +258,26 @@ def last_good_checkpoint(output_dir: Path) -> Optional[str]:
     for ckpt in ckpts:
         try:
             state = json.loads((ckpt / "trainer_state.json").read_text())
-            if state.get("global_step") == int(ckpt.name.split("-")[-1]) and any(ckpt.glob("*.safetensors")):
+            weights = list(ckpt.glob("*.safetensors"))
+            if (state.get("global_step") == int(ckpt.name.split("-")[-1]) and weights
+                    and all(_safetensors_complete(w) for w in weights)):
                 return str(ckpt)
         except (OSError, ValueError):
             pass
         print(f"warning: skipping incomplete checkpoint {ckpt}")
     return None
+
+
+def _safetensors_complete(path: Path) -> bool:
+    """True when the file is as long as its own header says (catches a write cut short)."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size == 8 + n + end
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _versions() -> dict:
@@ -281,6 +295,52 @@ def _analysis_matrix(targets: dict) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # The run
+
+
+def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progress) -> dict:
+    """A fresh model with masks, its optimizer and its Trainer."""
+    from transformers import DataCollatorWithPadding, TrainingArguments
+
+    model = models.load_model(config.model, spec.kind, spec.num_labels, config.seed)
+    if config.freeze_embeddings:
+        freeze_embeddings(model)
+    targets = find_targets(model)
+    sample_name = _analysis_matrix(targets)
+    gen = torch.Generator().manual_seed(0)
+    sample_idx = torch.randperm(targets[sample_name].weight.numel(), generator=gen)[:ANALYSIS_SAMPLE]
+    pretrained_sample = targets[sample_name].weight.detach().reshape(-1)[sample_idx].clone()
+    if config.method == "zero_encoder":
+        zero_encoder(model)
+    pruner = sparsify(model, config.pruning_config())
+    args = TrainingArguments(
+        output_dir=str(out_dir), per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size, max_steps=max_steps,
+        learning_rate=config.lr, lr_scheduler_type="linear", warmup_steps=config.lr_warmup,
+        weight_decay=0.0, max_grad_norm=1.0, seed=config.seed, data_seed=config.seed,
+        logging_steps=max(1, max_steps // 20), save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=2, eval_strategy="no", report_to=[], disable_tqdm=not progress,
+        dataloader_num_workers=0, train_sampling_strategy="group_by_length",
+        use_cpu=not torch.cuda.is_available(),
+    )
+    PruningTrainer, ScheduleCallback = _trainer_classes()
+    trainer = PruningTrainer(
+        model=model, args=args, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer, optimizers=(build_optimizer(model, pruner, config), None),
+        callbacks=[ScheduleCallback(pruner)], pruner=pruner, teacher=teacher, run_config=config,
+    )
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    return dict(trainer=trainer, model=model, pruner=pruner, targets=targets, sample_name=sample_name,
+                sample_idx=sample_idx, pretrained_sample=pretrained_sample)
+
+
+def _is_load_error(e: Exception) -> bool:
+    """Errors raised by loading a damaged checkpoint (truncated pickle / safetensors / json)."""
+    import pickle
+
+    return isinstance(e, (EOFError, pickle.UnpicklingError, RuntimeError, OSError, ValueError, KeyError))
 
 
 def final_model_dir(config: RunConfig, work_dir: str | os.PathLike = DEFAULT_WORK_DIR) -> Path:
@@ -306,8 +366,6 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "run_config.json").write_text(json.dumps(config.to_dict(), indent=1))
 
-    from transformers import DataCollatorWithPadding, TrainingArguments
-
     tokenizer = models.load_tokenizer(config.model)
     spec = data_mod.get_task(config.task)
     spec, train_ds, eval_data = _prepare_data(config, tokenizer)
@@ -316,47 +374,30 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
     if config.distill:
         teacher = load_teacher(config, store, work_dir, tokenizer, progress)
 
-    model = models.load_model(config.model, spec.kind, spec.num_labels, config.seed)
-    if config.freeze_embeddings:
-        freeze_embeddings(model)
-    targets = find_targets(model)
-    sample_name = _analysis_matrix(targets)
-    gen = torch.Generator().manual_seed(0)
-    sample_idx = torch.randperm(targets[sample_name].weight.numel(), generator=gen)[:ANALYSIS_SAMPLE]
-    pretrained_sample = targets[sample_name].weight.detach().reshape(-1)[sample_idx].clone()
-    if config.method == "zero_encoder":
-        zero_encoder(model)
-    pruner = sparsify(model, config.pruning_config())
-
     n_train = len(train_ds)
     steps_per_epoch = math.ceil(n_train / config.batch_size)
     max_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
-    args = TrainingArguments(
-        output_dir=str(out_dir), per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.eval_batch_size, max_steps=max_steps,
-        learning_rate=config.lr, lr_scheduler_type="linear", warmup_steps=config.lr_warmup,
-        weight_decay=0.0, max_grad_norm=1.0, seed=config.seed, data_seed=config.seed,
-        logging_steps=max(1, max_steps // 20), save_strategy="steps", save_steps=config.save_steps,
-        save_total_limit=2, eval_strategy="no", report_to=[], disable_tqdm=not progress,
-        dataloader_num_workers=0, train_sampling_strategy="group_by_length",
-        use_cpu=not torch.cuda.is_available(),
-    )
-    PruningTrainer, ScheduleCallback = _trainer_classes()
-    trainer = PruningTrainer(
-        model=model, args=args, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer, optimizers=(build_optimizer(model, pruner, config), None),
-        callbacks=[ScheduleCallback(pruner)], pruner=pruner, teacher=teacher, run_config=config,
-    )
-    if not progress:
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
     resume = last_good_checkpoint(out_dir)
-    if resume and progress:
-        print(f"resuming {run_id} from {resume}")
-    t0 = time.time()
-    trainer.train(resume_from_checkpoint=resume)
+    while True:
+        built = _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progress)
+        trainer, model, pruner = built["trainer"], built["model"], built["pruner"]
+        if resume and progress:
+            print(f"resuming {run_id} from {resume}")
+        t0 = time.time()
+        try:
+            trainer.train(resume_from_checkpoint=resume)
+            break
+        except Exception as e:  # a checkpoint that looked complete but does not load
+            if resume is None or not _is_load_error(e):
+                raise
+            bad = Path(resume)
+            bad.rename(bad.with_name("corrupt-" + bad.name))
+            print(f"warning: checkpoint {bad} could not be loaded ({type(e).__name__}); "
+                  f"moved aside, falling back to the previous one")
+            resume = last_good_checkpoint(out_dir)
     train_time = time.time() - t0
+    targets, sample_name, sample_idx, pretrained_sample = (built["targets"], built["sample_name"],
+                                                           built["sample_idx"], built["pretrained_sample"])
 
     pruner.update(max_steps, max_steps)
     t1 = time.time()

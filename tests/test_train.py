@@ -162,3 +162,31 @@ def test_kill_9_resumes_from_checkpoint(tmp_path):
     ref_rec = json.loads(next((tmp_path / "ref").glob("*.json")).read_text())
     assert abs(ref_rec["metrics"]["accuracy"] - rec["metrics"]["accuracy"]) <= 0.1
     assert ref_rec["remaining"] == rec["remaining"]
+
+
+def _ckpts(work):
+    return sorted(work.glob("*/checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+
+
+@pytest.mark.parametrize("damage", ["weights", "optimizer"])
+def test_corrupted_checkpoint_falls_back(tmp_path, damage):
+    """A truncated checkpoint is detected (weights) or fails to load (optimizer): the run falls back."""
+    cfg = RunConfig(task="sst2", method="movement", remaining=0.2, **{**TINY, "max_steps": 9})
+    store, work = tmp_path / "runs", tmp_path / "work"
+    run(cfg, store=store, work_dir=work, keep_checkpoints=True, progress=False)
+    (store / f"{cfg.run_id()}.json").unlink()
+    newest = _ckpts(work)[-1]
+    victim = next(newest.glob("*.safetensors")) if damage == "weights" else newest / "optimizer.pt"
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    rec = run(cfg, store=store, work_dir=work, keep_checkpoints=True, progress=False)
+    assert rec["resumed_from"] and newest.name not in rec["resumed_from"]
+    assert abs(rec["remaining"] - 0.2) < 1e-3
+
+
+def test_unwritable_store_fails_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cfg = RunConfig(task="sst2", method="dense", **TINY)
+    with pytest.raises(ValueError, match="not writable"):
+        run(cfg, store=blocker / "runs", work_dir=tmp_path / "work", progress=False)
+    assert not (tmp_path / "work").exists()
