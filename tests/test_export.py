@@ -1,0 +1,187 @@
+"""Tests for movprune.export: compact sparse int8 file round trip."""
+
+import os
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from movprune.export import (
+    MAGIC,
+    dequantize_rowwise,
+    export_compact,
+    find_target_linears,
+    load_compact,
+    quantize_model_weights,
+    quantize_rowwise,
+    read_quantized,
+)
+
+
+def tiny_bert(seed=0):
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=64, num_labels=2,
+    )
+    return BertForSequenceClassification(cfg).eval()
+
+
+@torch.no_grad()
+def random_prune_(model, remaining, seed=0):
+    """Zero all but a random `remaining` fraction of every targeted weight."""
+    g = torch.Generator().manual_seed(seed)
+    for lin in find_target_linears(model).values():
+        keep = torch.rand(lin.weight.shape, generator=g) < remaining
+        lin.weight.mul_(keep)
+    return model
+
+
+def inputs(batch=3, length=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, 100, (batch, length), generator=g)
+    mask = torch.ones_like(ids)
+    mask[0, length // 2:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def test_quantize_rowwise_scheme():
+    w = torch.tensor([[0.0, 1.0, -2.54], [0.0, 0.0, 0.0], [1e-6, 0.0, -3e-7]])
+    q, s = quantize_rowwise(w)
+    assert q.dtype == torch.int8 and s.dtype == torch.float16
+    assert q[0].tolist()[2] == -127 and q[0, 0] == 0
+    assert torch.all(q[1] == 0) and s[1] == 0
+    assert s[2] > 0 and q[2, 2] != 0  # tiny rows do not collapse to zero
+    assert torch.equal(dequantize_rowwise(q, s) == 0, q == 0)
+    assert (dequantize_rowwise(q, s)[0] - w[0]).abs().max() <= s[0].float() / 2 + 1e-6
+
+
+@pytest.mark.parametrize("remaining", [0.10, 0.03])
+def test_round_trip_bit_exact(tmp_path, remaining):
+    model = random_prune_(tiny_bert(), remaining)
+    path = tmp_path / "m.mvp"
+    report = export_compact(model, path)
+    assert report["file_bytes"] == os.path.getsize(path)
+
+    # int8 values and scales are bit-exact
+    stored = read_quantized(path)
+    targets = find_target_linears(model)
+    assert set(stored) == {f"{n}.weight" for n in targets}
+    for name, lin in targets.items():
+        q, s = quantize_rowwise(lin.weight)
+        q2, s2 = stored[f"{name}.weight"]
+        assert torch.equal(q, q2) and torch.equal(s, s2)
+
+    loaded = load_compact(path)
+    assert type(loaded) is type(model)
+    ref = quantize_model_weights(model)
+    for (k, v), (k2, v2) in zip(ref.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    x = inputs()
+    with torch.no_grad():
+        out, ref_out, orig = loaded(**x).logits, ref(**x).logits, model(**x).logits
+    assert torch.allclose(out, ref_out, atol=1e-5, rtol=0)
+    assert torch.allclose(out, orig, atol=5e-2)  # quantization error stays small
+
+
+def test_size_report(tmp_path):
+    model = random_prune_(tiny_bert(), 0.10)
+    report = export_compact(model, tmp_path / "m.mvp")
+    fp32 = sum(v.numel() * 4 for v in model.state_dict().values())
+    assert report["fp32_state_dict_bytes"] == fp32
+    assert report["file_bytes"] < fp32 / 2
+    kept = sum(int(torch.count_nonzero(l.weight)) for l in find_target_linears(model).values())
+    assert report["kept_weights"] == kept
+    assert report["encoder_bytes"] == sum(report["parts"][p] for p in ("index", "values", "scales"))
+    assert sum(report["parts"].values()) == report["file_bytes"]
+    assert 0.5 < report["bytes_per_kept_weight"] < 3.0
+    assert report["bytes_per_kept_weight"] == pytest.approx(report["encoder_bytes"] / kept)
+
+
+def test_float32_others_and_custom_targets(tmp_path):
+    model = random_prune_(tiny_bert(), 0.10)
+    targets = [r"intermediate\.dense$"]
+    path = tmp_path / "m.mvp"
+    report = export_compact(model, path, target_modules=targets, other_dtype="float32")
+    assert report["target_modules"] == 2
+    loaded = load_compact(path)
+    ref = quantize_model_weights(model, target_modules=targets, other_dtype="float32")
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
+    # untouched layers are exactly the original fp32 weights
+    w = model.bert.encoder.layer[0].attention.self.query.weight
+    assert torch.equal(loaded.bert.encoder.layer[0].attention.self.query.weight, w)
+
+
+def test_int8_dynamic_runtime(tmp_path):
+    model = random_prune_(tiny_bert(), 0.10)
+    path = tmp_path / "m.mvp"
+    export_compact(model, path)
+    qmodel = load_compact(path, runtime="int8_dynamic")
+    lin = qmodel.bert.encoder.layer[1].intermediate.dense
+    q, _ = read_quantized(path)["bert.encoder.layer.1.intermediate.dense.weight"]
+    assert torch.equal(lin.weight().int_repr(), q)
+    x = inputs()
+    with torch.no_grad():
+        ref = quantize_model_weights(model)(**x).logits
+        assert torch.allclose(qmodel(**x).logits, ref, atol=5e-2)
+
+
+def test_bad_files(tmp_path):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"not a movprune file at all")
+    with pytest.raises(ValueError, match="not a movprune"):
+        load_compact(bad)
+
+    model = random_prune_(tiny_bert(), 0.10)
+    good = tmp_path / "good.mvp"
+    export_compact(model, good)
+    data = bytearray(good.read_bytes())
+
+    wrong_version = tmp_path / "v.mvp"
+    wrong_version.write_bytes(bytes(data[:8]) + (99).to_bytes(4, "little") + bytes(data[12:]))
+    with pytest.raises(ValueError, match="version 99"):
+        load_compact(wrong_version)
+
+    truncated = tmp_path / "t.mvp"
+    truncated.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(ValueError):
+        load_compact(truncated)
+
+    corrupt = tmp_path / "c.mvp"
+    data[len(data) - 100] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(ValueError):
+        load_compact(corrupt)
+
+    assert good.read_bytes()[:8] == MAGIC
+
+
+def _baked(model, remaining=0.1):
+    import movprune
+
+    pruner = movprune.sparsify(model, movprune.PruningConfig(method="magnitude", remaining=remaining))
+    pruner.update(100, 100)
+    return movprune.bake(model)
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert", "mpnet"])
+def test_core_pipeline_families(tmp_path, make_model, batch, get_logits, family):
+    model = _baked(make_model(family), 0.1).eval()
+    path = tmp_path / "m.mvp"
+    report = export_compact(model, path)
+    assert report["target_modules"] == 12  # 6 per layer, 2 layers
+    assert report["density"] == pytest.approx(0.1, abs=0.02)
+    loaded = load_compact(path)
+    assert type(loaded).__name__ == type(model).__name__
+    torch.testing.assert_close(
+        get_logits(loaded, batch), get_logits(quantize_model_weights(model), batch), atol=1e-5, rtol=0
+    )
+
+
+def test_masked_model_is_rejected(tmp_path, bert):
+    import movprune
+
+    movprune.sparsify(bert, movprune.PruningConfig(method="magnitude", remaining=0.1))
+    with pytest.raises(ValueError, match="bake"):
+        export_compact(bert, tmp_path / "m.mvp")
