@@ -26,34 +26,43 @@ import math
 
 import torch
 from torch import nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 # --------------------------------------------------------------------------------------------
 # Exact top-k selection without a full sort.
 
 
-def kth_largest(x: torch.Tensor, k: int, sample_size: int = 65536) -> torch.Tensor:
+def kth_largest(x: torch.Tensor, k: int, sample_size: int | None = None) -> torch.Tensor:
     """The k-th largest value of a 1-D tensor (1 <= k <= numel), exactly.
 
     ``torch.kthvalue`` over millions of entries costs hundreds of milliseconds on a CPU. We first
-    bracket the answer between two quantiles of a small random sample, count what lies above the
-    bracket, and run ``kthvalue`` only on the few entries inside it. If the bracket misses (rare),
-    we fall back to ``kthvalue`` on everything, so the result is always exact.
+    bracket the answer between two order statistics of a small random sample, count what lies
+    above the bracket, and run ``kthvalue`` only on the few entries inside it. If the bracket
+    misses (rare), we fall back to ``kthvalue`` on everything, so the result is always exact.
     """
     n = x.numel()
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}], got {k}")
-    if n <= 4 * sample_size:
+    if n <= 16384:
         return x.kthvalue(n - k + 1).values
+    s = sample_size or min(65536, max(4096, n // 16))
     gen = torch.Generator(device="cpu").manual_seed(n * 7919 + k)
-    idx = torch.randint(n, (sample_size,), generator=gen).to(x.device)
+    idx = torch.randint(n, (s,), generator=gen).to(x.device)
     sample = x[idx]
-    q = 1.0 - k / n
-    margin = 6.0 / math.sqrt(sample_size) + 1.0 / sample_size
-    lo_q, hi_q = max(q - margin, 0.0), min(q + margin, 1.0)
-    bounds = torch.quantile(sample.float(), torch.tensor([lo_q, hi_q], device=x.device))
-    lo, hi = bounds[0].to(x.dtype), bounds[1].to(x.dtype)
-    n_above = int((x > hi).sum()) if hi_q < 1.0 else 0
-    inside = x[(x >= lo) & (x <= hi)] if hi_q < 1.0 else x[x >= lo]
+    q = 1.0 - k / n  # fraction of entries below the answer
+    margin = 6.0 * math.sqrt(max(q * (1.0 - q), 1.0 / s) / s) + 2.0 / s
+    lo_q, hi_q = q - margin, q + margin
+    # sample order statistics (kthvalue: no sort of the sample); a bound past either end is open
+    lo = sample.kthvalue(max(1, math.floor(lo_q * s))).values if lo_q > 0.0 else None
+    hi = sample.kthvalue(min(s, math.ceil(hi_q * s) + 1)).values if hi_q < 1.0 else None
+    if lo is None and hi is None:
+        return x.kthvalue(n - k + 1).values
+    if hi is None:
+        n_above, inside = 0, x[x >= lo]
+    elif lo is None:
+        n_above, inside = int(torch.count_nonzero(x > hi)), x[x <= hi]
+    else:
+        n_above, inside = int(torch.count_nonzero(x > hi)), x[(x >= lo) & (x <= hi)]
     need = k - n_above
     if need < 1 or need > inside.numel():
         return x.kthvalue(n - k + 1).values
@@ -73,11 +82,11 @@ def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
     if k <= 0:
         return torch.zeros_like(x, dtype=torch.bool)
     thr = kth_largest(flat, k)
-    mask = flat > thr
-    missing = k - int(mask.sum())
-    if missing > 0:
-        ties = torch.nonzero(flat == thr).squeeze(1)[:missing]
-        mask[ties] = True
+    mask = flat >= thr
+    extra = int(torch.count_nonzero(mask)) - k  # (count_nonzero: ~15x faster than bool sum on CPU)
+    if extra > 0:  # ties at the threshold: keep the first ones only
+        ties = torch.nonzero(flat == thr).squeeze(1)
+        mask[ties[ties.numel() - extra:]] = False
     return mask.view_as(x)
 
 
@@ -108,6 +117,20 @@ def straight_through(weight: torch.Tensor, scores: torch.Tensor, mask: torch.Ten
 # Top-v masks (magnitude, movement) and their selector.
 
 
+# Fused optimizers (torch's fused AdamW / SGD; "adamw_torch_fused" is the Hugging Face Trainer's
+# default) update parameters without bumping their version counter, so the selectors' cache key
+# also carries this count of optimizer steps, incremented by a global post-step hook.
+_optimizer_steps = 0
+
+
+def _count_optimizer_step(optimizer, args, kwargs) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
+
+
 class TopKSelector:
     """Computes the top-v masks of one or several :class:`TopKMask` members.
 
@@ -130,7 +153,7 @@ class TopKSelector:
         for m in self.members:
             t = m.importance_source()
             parts.append((t.data_ptr(), t._version, float(m.remaining)))
-        return tuple(parts)
+        return _optimizer_steps, tuple(parts)
 
     def refresh(self) -> None:
         """Recompute every member's mask if anything it depends on changed."""
@@ -164,6 +187,14 @@ class TopKMask(nn.Module):
         object.__setattr__(self, "selector", selector)
         object.__setattr__(self, "_weight_ref", None)
         selector.add(self)
+
+    def _apply(self, fn, recurse=True):
+        # ``model.to(torch.bfloat16)`` would round v (0.03 -> 0.030029) and change the kept
+        # count: ``remaining`` keeps its dtype and follows only the device.
+        remaining = self.remaining
+        super()._apply(fn, recurse)
+        self.remaining = remaining.to(self.remaining.device)
+        return self
 
     def _set_mask(self, boolean_mask: torch.Tensor) -> None:
         self.mask = boolean_mask.to(self.mask.dtype)

@@ -273,6 +273,19 @@ def get_pruner(model: nn.Module) -> Pruner:
     return pruner
 
 
+def _own_class(module: nn.Module) -> None:
+    """Give a parametrized module a generated class of its own before its parametrization is removed.
+
+    ``parametrize`` swaps the module's class for a generated ``Parametrized<Cls>`` holding the
+    ``weight`` property, and removal deletes that property from the class. ``copy.deepcopy`` shares
+    the generated class between copy and original, so baking a copy would strip the original's
+    ``weight`` (and baking the original would break the copy).
+    """
+    cls = module.__class__
+    module.__class__ = type(cls.__name__, cls.__bases__,
+                            {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")})
+
+
 def bake(model: nn.Module) -> nn.Module:
     """Fold every mask into its weight and remove the parametrizations: a plain model is left.
 
@@ -287,6 +300,7 @@ def bake(model: nn.Module) -> nn.Module:
     modules = dict(model.named_modules())
     with torch.no_grad():
         for name in masks:
+            _own_class(modules[name])
             parametrize.remove_parametrizations(modules[name], "weight", leave_parametrized=True)
     model.train(was_training)
     if hasattr(model, "_movprune_pruner"):
@@ -308,8 +322,7 @@ def save_pretrained(model: nn.Module, path: str, tokenizer=None) -> None:
     from safetensors.torch import save_model
 
     os.makedirs(path, exist_ok=True)
-    if not getattr(model.config, "architectures", None):
-        model.config.architectures = [type(model).__name__]
+    model.config.architectures = [type(model).__name__]  # the class that from_pretrained must rebuild
     model.config.save_pretrained(path)
     save_model(model, os.path.join(path, WEIGHTS_NAME))
     if tokenizer is not None:

@@ -112,9 +112,13 @@ class RunConfig:
         """Stable id: readable prefix + hash of every field that changes the result."""
         key = {k: v for k, v in sorted(self.to_dict().items()) if k not in _NOT_IN_ID}
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-        target = self.pruning_config().target_summary.replace(" ", "_").replace("=", "")
+        target = self.target_summary().replace(" ", "_").replace("=", "")
         kd = "-kd" if self.distill else ""
         return f"{self.task}-{self.model_slug()}-{target}{kd}-s{self.seed}-{digest}"
+
+    def target_summary(self) -> str:
+        """'movement v=0.1 local', 'soft_movement lambda=200', 'dense', 'zero_encoder'."""
+        return "zero_encoder" if self.method == "zero_encoder" else self.pruning_config().target_summary
 
     def model_slug(self) -> str:
         return Path(self.model.rstrip("/")).name.replace("_", "-")
@@ -412,7 +416,8 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
     record = {
         "run_id": run_id,
         **{k: v for k, v in config.to_dict().items() if k not in ("data_dir", "teacher_dir")},
-        "target": config.pruning_config().target_summary,
+        "target": config.target_summary(),
+        "target_remaining": config.remaining,  # the v asked for; "remaining" is what was measured
         "metrics": metrics,
         "main_metric": spec.main_metric,
         "score": metrics.get(spec.main_metric),

@@ -1,0 +1,306 @@
+"""movprune.analysis on synthetic records: loading, interpolation, tables, figures."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from movprune import analysis as A
+from movprune.store import ResultStore
+
+LAYERS = 2
+TYPES = A.TYPE_ORDER
+
+
+def _record(run_id, method, score, remaining, *, task="sst2", distill=False, scope="local", seed=0, lam=None,
+            target=None, main_metric="accuracy", metrics=None, per_matrix=None):
+    if target is None:
+        if method in ("magnitude", "movement"):
+            target = f"{method} v={remaining:g} {scope}"
+        elif method in ("l0", "soft_movement"):
+            target = f"{method} lambda={lam:g}"
+        else:
+            target = "dense"
+    if per_matrix is None:
+        per_matrix = {f"bert.encoder.layer.{l}.{t}": remaining for l in range(LAYERS) for t in TYPES}
+    per_layer = {str(l): float(np.mean([v for k, v in per_matrix.items() if f".layer.{l}." in k]))
+                 for l in range(LAYERS)}
+    per_type = {t: float(np.mean([v for k, v in per_matrix.items() if k.endswith(t)])) for t in TYPES}
+    metrics = metrics or {main_metric: score}
+    return {"run_id": run_id, "task": task, "model": "tiny", "method": method, "remaining": remaining,
+            "remaining_paper": remaining + 0.01, "scope": scope, "final_lambda": lam, "distill": distill,
+            "seed": seed, "metrics": metrics, "main_metric": main_metric, "score": metrics[main_metric],
+            "target": target, "per_layer": per_layer, "per_type": per_type, "per_matrix": per_matrix,
+            "steps": 10, "train_time_s": 1.0, "device": "cpu", "finished_at": "2026-01-01T00:00:00Z"}
+
+
+def _npz(store, run_id, method, v, seed=0):
+    rng = np.random.default_rng(seed)
+    pre = rng.normal(0, 0.04, 2000)
+    fin = pre + rng.normal(0, 0.01, 2000)
+    imp = np.abs(fin) if method == "magnitude" else fin * (fin - pre)
+    mask = (imp >= np.quantile(imp, 1 - v)).astype(np.float16)
+    arrays = {"pretrained": pre, "finetuned": fin, "mask": mask}
+    if method == "movement":
+        arrays["scores"] = imp * 100
+    np.savez_compressed(store.side_file(run_id, ".npz"), matrix=np.array("bert.encoder.layer.1.attention.self.query"),
+                        **{k: np.asarray(a, dtype=np.float16) for k, a in arrays.items()})
+
+
+@pytest.fixture
+def results(tmp_path):
+    """A results folder with runs/ holding a small synthetic sweep of sst2 (+ one sick run)."""
+    store = ResultStore(tmp_path / "runs")
+    recs = [
+        _record("dense", "dense", 90.0, 1.0),
+        _record("zero", "zero_encoder", 55.0, 1.0),
+        _record("mag10", "magnitude", 80.0, 0.10),
+        _record("mag3", "magnitude", 60.0, 0.03),
+        _record("mvp10", "movement", 84.0, 0.10),
+        _record("mvp10s1", "movement", 86.0, 0.10, seed=1),
+        _record("mvp3", "movement", 78.0, 0.03),
+        _record("mag10g", "magnitude", 79.0, 0.10, scope="global",
+                per_matrix={f"bert.encoder.layer.{l}.{t}": 0.05 + 0.1 * l for l in range(LAYERS) for t in TYPES}),
+        _record("mvp10g", "movement", 85.0, 0.10, scope="global",
+                per_matrix={f"bert.encoder.layer.{l}.{t}": 0.15 - 0.1 * l + 0.01 * i
+                            for l in range(LAYERS) for i, t in enumerate(TYPES)}),
+        _record("mag10kd", "magnitude", 82.0, 0.10, distill=True),
+        # soft movement: 20% -> 88, 5% -> 80, 2% -> 70 ; L0: 40% -> 86, 12% -> 81 (does not reach 10%)
+        _record("soft_a", "soft_movement", 88.0, 0.20, lam=10.0),
+        _record("soft_b", "soft_movement", 80.0, 0.05, lam=100.0),
+        _record("soft_c", "soft_movement", 70.0, 0.02, lam=400.0),
+        _record("l0_a", "l0", 86.0, 0.40, lam=5.0),
+        _record("l0_b", "l0", 81.0, 0.12, lam=50.0),
+        _record("sick_dense", "dense", 80.0, 1.0, task="sick"),
+        _record("squad_mvp", "movement", 0.0, 0.10, task="squad", main_metric="f1",
+                metrics={"exact_match": 60.0, "f1": 70.0}),
+    ]
+    for r in recs:
+        store.put(r)
+    _npz(store, "mag10", "magnitude", 0.10)
+    _npz(store, "mvp10", "movement", 0.10)
+    return tmp_path
+
+
+# ---------------------------------------------------------------------------------------------
+# interpolation
+
+
+def test_interpolate_bracketing():
+    pts = [(0.2, 88.0), (0.05, 80.0), (0.02, 70.0)]
+    assert A.interpolate_at(pts, 0.10) == pytest.approx(80.0 + (0.10 - 0.05) / (0.20 - 0.05) * 8.0)
+    assert A.interpolate_at(pts, 0.03) == pytest.approx(70.0 + (0.01 / 0.03) * 10.0)
+
+
+def test_interpolate_exact_hit_and_duplicates():
+    assert A.interpolate_at([(0.1, 5.0), (0.2, 9.0)], 0.1) == 5.0
+    assert A.interpolate_at([(0.1, 5.0), (0.1, 7.0), (0.2, 9.0)], 0.1) == 6.0
+    # neighbours that appear twice are averaged
+    assert A.interpolate_at([(0.0, 0.0), (0.0, 2.0), (1.0, 3.0)], 0.5) == pytest.approx(2.0)
+
+
+def test_interpolate_never_extrapolates():
+    assert A.interpolate_at([(0.2, 1.0), (0.5, 2.0)], 0.1) is None
+    assert A.interpolate_at([(0.2, 1.0), (0.5, 2.0)], 0.6) is None
+    assert A.interpolate_at([(0.2, 1.0)], 0.2) == 1.0
+    assert A.interpolate_at([], 0.1) is None
+    assert A.interpolate_at([(None, 1.0), (float("nan"), 2.0), (0.05, 1.0), (0.2, 4.0)], 0.1) == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def test_load_records(results):
+    df = A.load_records(results)  # the results folder (holding runs/) or the store itself
+    assert len(df) == 17
+    assert len(A.load_records(results / "runs")) == 17
+    row = df[df.run_id == "mag10"].iloc[0]
+    assert row.target_remaining == 0.10 and row.remaining_pct == pytest.approx(10.0) and row.score == 80.0
+    assert df[df.method == "zero_encoder"].remaining.iloc[0] == 0.0
+    assert df[df.run_id == "mvp10"].npz.iloc[0].endswith("mvp10.npz")
+    assert pd.isna(df[df.run_id == "mag3"].npz.iloc[0])
+    assert df[df.run_id == "squad_mvp"].metric_exact_match.iloc[0] == 60.0
+    assert len(A.select(df, task="sst2", method=["magnitude", "movement"], scope="global")) == 2
+    assert len(A.load_records(results, model="other")) == 0
+
+
+def test_load_records_empty_and_corrupt(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "bad.json").write_text("{not json")
+    df = A.load_records(tmp_path)
+    assert df.empty and "score" in df.columns
+
+
+def test_check_parameters(results, tmp_path):
+    assert A.check_parameters("smoke", str(results), "sst2, sick") == ["sst2", "sick"]
+    with pytest.raises(A.AnalysisError, match="profile"):
+        A.check_parameters("huge", str(results), "sst2")
+    with pytest.raises(A.AnalysisError, match="does not exist"):
+        A.check_parameters("small", str(tmp_path / "nope"), "sst2")
+    with pytest.raises(A.AnalysisError, match="runs/"):
+        A.check_parameters("small", str(results / "runs"), "sst2")
+    with pytest.raises(A.AnalysisError, match="unknown task"):
+        A.check_parameters("small", str(results), "sst3")
+    with pytest.raises(A.AnalysisError, match="empty"):
+        A.check_parameters("small", str(results), " , ")
+
+
+# ---------------------------------------------------------------------------------------------
+# results table
+
+
+def test_results_table_layout_and_cells(results):
+    df = A.load_records(results)
+    res = A.results_table(df, ["sst2"], sparsities=(0.10, 0.03, 0.01), distill=False)
+    t = res.table
+    assert list(t.index) == [A.METHOD_LABELS[m] for m in A.TABLE_METHODS]
+    assert list(t.columns) == [("SST-2", "10%"), ("SST-2", "3%"), ("SST-2", "1%")]
+    lab = A.METHOD_LABELS
+    assert t.loc[lab["dense"], ("SST-2", "1%")] == "90.0"
+    assert t.loc[lab["zero_encoder"], ("SST-2", "10%")] == "55.0"
+    assert t.loc[lab["magnitude"], ("SST-2", "10%")] == "80.0"  # local only, global run ignored
+    assert t.loc[lab["magnitude"], ("SST-2", "1%")] == A.DASH
+    std = np.std([84.0, 86.0], ddof=1)
+    assert t.loc[lab["movement"], ("SST-2", "10%")] == f"85.0 ± {std:.1f}"
+    # soft movement: interpolated, marked with *
+    soft10 = 80.0 + (0.05 / 0.15) * 8.0
+    assert t.loc[lab["soft_movement"], ("SST-2", "10%")] == f"{soft10:.1f}*"
+    assert t.loc[lab["soft_movement"], ("SST-2", "3%")] == f"{70 + 10 / 3:.1f}*"
+    assert t.loc[lab["soft_movement"], ("SST-2", "1%")] == A.DASH  # not bracketed
+    assert t.loc[lab["l0"], ("SST-2", "10%")] == A.DASH          # lowest L0 run at 12%
+    v = res.values
+    cell = v[(v.method == "soft_movement") & (v.remaining == 0.10)].iloc[0]
+    assert cell.interpolated and cell["mean"] == pytest.approx(soft10)
+    assert set(res.raw_points.method) == {"l0", "soft_movement"} and len(res.raw_points) == 5
+    assert {"lambda", "remaining_pct", "score"} <= set(res.raw_points.columns)
+    assert res.paper is None and any("SST-2 has no counterpart" in n for n in res.notes)
+    md = res.markdown()
+    assert "| method | SST-2 10% |" in md and "*" in md
+
+
+def test_results_table_distill_and_paper_side(results):
+    df = A.load_records(results)
+    res = A.results_table(df, ["sst2", "sick", "squad"], sparsities=(0.10, 0.03), distill=True)
+    t = res.table
+    assert t.loc[A.METHOD_LABELS["magnitude"], ("SST-2", "10%")] == "82.0"
+    assert t.loc[A.METHOD_LABELS["movement"], ("SST-2", "10%")] == A.DASH   # no distilled movement run
+    assert t.loc[A.METHOD_LABELS["dense"], ("SICK", "3%")] == "80.0"
+    assert res.paper is not None
+    p = res.paper
+    assert p.loc[A.METHOD_LABELS["movement"], ("MNLI (paper, vs SICK)", "3%")] == "76.5"
+    assert p.loc[A.METHOD_LABELS["soft_movement"], ("SQuAD v1.1 (paper)", "10%")] == "76.6/84.9*"
+    assert p.loc[A.METHOD_LABELS["dense"], ("SQuAD v1.1 (paper)", "10%")] == "80.4/88.1"
+
+
+def test_results_table_squad_cells_show_em_f1(results):
+    df = A.load_records(results)
+    res = A.results_table(df, ["squad"], sparsities=(0.10,))
+    assert res.table.loc[A.METHOD_LABELS["movement"], ("SQuAD v1.1", "10%")] == "60.0/70.0"
+
+
+def test_paper_table_flags_misprint():
+    p, notes = A.paper_results_table(["qqp"], sparsities=(0.10,), distill=True)
+    assert p.loc[A.METHOD_LABELS["magnitude"], ("QQP (paper)", "10%")] == "79.8/65.0 (runs: 75.9)"
+    assert any("misprint" in n for n in notes)
+
+
+def test_save_table_and_markdown(results, tmp_path):
+    df = A.load_records(results)
+    res = A.results_table(df, ["sst2"])
+    md = A.save_table(res.table, tmp_path / "out", "t")
+    csv = (tmp_path / "out" / "tables" / "t.csv").read_text()
+    assert csv.splitlines()[0] == "method,SST-2 10%,SST-2 3%,SST-2 1%"
+    assert md.splitlines()[0] == "| method | SST-2 10% | SST-2 3% | SST-2 1% |"
+    assert A.to_markdown(pd.DataFrame({"a": [1.5, float("nan")], "b": ["x|y", "z"]}), index=False).splitlines() == [
+        "| a | b |", "|---|---|", "| 1.50 | x\\|y |", f"| {A.DASH} | z |"]
+
+
+def test_missing_runs(results):
+    df = A.load_records(results)
+    miss = A.missing_runs(df, "smoke", ["sst2"])
+    assert len(miss) == len(A.expected_runs("smoke", ["sst2"]))  # synthetic ids never match
+    assert "missing" in A.describe_missing(df, "smoke", ["sst2"])
+    assert "not a task of the smoke profile" in A.describe_missing(df, "smoke", ["squad"])
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def _check_saved(fig, out, name):
+    png, pdf = A.save_figure(fig, out, name)
+    assert png == out / "figures" / f"{name}.png" and png.stat().st_size > 1000
+    assert pdf == out / "figures" / f"{name}.pdf" and pdf.read_bytes()[:4] == b"%PDF"
+
+
+def test_plot_metric_vs_remaining(results, tmp_path):
+    from matplotlib.figure import Figure
+
+    df = A.load_records(results)
+    fig = A.plot_metric_vs_remaining(df, "sst2", distill=False, profile="smoke")
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()][:4] == ["1%", "3%", "10%", "30%"]
+    _check_saved(fig, tmp_path, "mvr")
+    # a task with a paper counterpart gets the "paper (BERT-base)" panel
+    fig = A.plot_metric_vs_remaining(df, "sick", distill=False)
+    assert len(fig.axes) == 2 and "paper (BERT-base)" in fig.axes[1].get_title()
+    _check_saved(fig, tmp_path, "mvr_sick")
+    # on a given axes, paper points go on a twin y axis; paper_points=False switches them off
+    from matplotlib.figure import Figure as F
+
+    ax = F().subplots()
+    A.plot_metric_vs_remaining(df, "squad", ax=ax)
+    assert len(ax.figure.axes) == 2
+    assert len(A.plot_metric_vs_remaining(df, "sick", paper_points=False).axes) == 1
+    # a task without runs still draws
+    _check_saved(A.plot_metric_vs_remaining(df, "qqp"), tmp_path, "empty")
+
+
+def test_plot_weight_figures(results, tmp_path):
+    df = A.load_records(results)
+    mag, mvp = A.npz_for(df, "sst2", "magnitude", 0.10), A.npz_for(df, "sst2", "movement", 0.10)
+    assert mag.endswith("mag10.npz") and mvp.endswith("mvp10.npz")
+    assert A.npz_for(df, "sst2", "magnitude", 0.03) is None
+    d = A.load_npz(mvp)
+    assert d["run"]["run_id"] == "mvp10" and d["scores"].dtype == np.float32
+    fig = A.plot_weights_pretrained_vs_finetuned(mag, mvp, profile="smoke")
+    assert len(fig.axes) == 2 and "SST-2" in fig._suptitle.get_text()
+    _check_saved(fig, tmp_path, "weights")
+    _check_saved(A.plot_remaining_histogram(mag, mvp), tmp_path, "hist")
+    _check_saved(A.plot_score_vs_weight(mvp), tmp_path, "scores")
+    with pytest.raises(ValueError, match="no scores"):
+        A.plot_score_vs_weight(mag)
+    # missing runs: figures with a note, no crash
+    _check_saved(A.plot_weights_pretrained_vs_finetuned(None, mvp), tmp_path, "weights_half")
+    _check_saved(A.plot_remaining_histogram(None, None), tmp_path, "hist_none")
+    _check_saved(A.plot_score_vs_weight(None), tmp_path, "scores_none")
+
+
+def test_plot_local_vs_global_and_per_layer(results, tmp_path):
+    df = A.load_records(results)
+    fig = A.plot_local_vs_global(df, "sst2", profile="smoke")
+    styles = {l.get_label(): l.get_linestyle() for l in fig.axes[0].get_lines()}
+    assert styles["Magnitude pruning, local"] == "-" and styles["Magnitude pruning, global"] == "--"
+    _check_saved(fig, tmp_path, "lvg")
+    fig = A.plot_per_layer(df, "sst2", remaining=0.10)
+    _check_saved(fig, tmp_path, "per_layer")
+    grid = A.per_matrix_grid(A.select(df, method="movement", scope="global").per_matrix.iloc[0])
+    assert grid.shape == (LAYERS, 6) and list(grid.columns) == list(TYPES)
+    assert grid.loc[1, "attention.self.query"] == pytest.approx(0.05)
+    # no global run at 3%: the figure says so instead of failing
+    fig = A.plot_per_layer(df, "sst2", remaining=0.03)
+    assert "missing" in fig._suptitle.get_text()
+    _check_saved(fig, tmp_path, "per_layer_missing")
+
+
+def test_method_styles_are_consistent():
+    colors = [A.METHOD_STYLE[m]["color"] for m in A.TABLE_METHODS]
+    assert len(set(colors)) == len(colors)
+    assert set(A.METHOD_LABELS) == set(A.METHOD_STYLE)
