@@ -37,10 +37,19 @@ def _kept_and_total(model: nn.Module, target_modules=None) -> dict[str, tuple[in
                 out[name] = (int((mask != 0).sum()), mask.numel())
         model.train(was_training)
         return out
-    for name, module in find_targets(model, target_modules).items():
+    for name, module in find_targets(model, target_modules or _configured_targets(model)).items():
         w = module.weight
         out[name] = (int((w != 0).sum()), w.numel())
     return out
+
+
+def _configured_targets(model: nn.Module) -> Optional[list]:
+    """Custom ``target_modules`` recorded in ``model.config`` by ``sparsify`` (kept by ``bake``)."""
+    for attr in ("movprune", "movprune_baked"):
+        cfg = getattr(getattr(model, "config", None), attr, None)
+        if isinstance(cfg, dict) and cfg.get("target_modules"):
+            return cfg["target_modules"]
+    return None
 
 
 def remaining_weights(model: nn.Module, target_modules: Optional[list] = None) -> float:
@@ -50,11 +59,12 @@ def remaining_weights(model: nn.Module, target_modules: Optional[list] = None) -
 
 
 def _encoder_prefix(names: list[str]) -> str:
-    """The longest common dotted prefix of the target names (e.g. 'bert.encoder.layer')."""
+    """The longest common dotted prefix of the target names, cut before the first layer index
+    (e.g. 'bert.encoder.layer', also when every target sits in the same layer)."""
     parts = os.path.commonprefix([n.split(".") for n in names])
-    # drop a trailing layer index if every target sits in the same layer
-    while parts and parts[-1].isdigit():
-        parts = parts[:-1]
+    digits = [i for i, p in enumerate(parts) if p.isdigit()]
+    if digits:
+        parts = parts[:digits[0]]
     return ".".join(parts)
 
 

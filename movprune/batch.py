@@ -85,7 +85,7 @@ def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print) -> dict:
     return {"trained": done, "cached": cached, "failed": failures, "skipped": skipped}
 
 
-def run_notebooks(profile: str, results_dir: Path, tasks: str, log=print) -> dict:
+def run_notebooks(profile: str, results_dir: Path, tasks: str, log=print, notebooks_dir: Path = NOTEBOOKS) -> dict:
     """Execute every notebook with papermill. Returns ``{notebook: None | error message}``."""
     try:
         import papermill
@@ -94,11 +94,11 @@ def run_notebooks(profile: str, results_dir: Path, tasks: str, log=print) -> dic
     out_dir = results_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     status = {}
-    for nb in sorted(NOTEBOOKS.glob("*.ipynb")):
+    for nb in sorted(Path(notebooks_dir).glob("*.ipynb")):
         t0 = time.time()
         try:
             papermill.execute_notebook(
-                str(nb), str(out_dir / nb.name), cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False,
+                str(nb), str(out_dir / nb.name), cwd=str(notebooks_dir), kernel_name="python3", progress_bar=False,
                 parameters={"profile": profile, "results_dir": str(results_dir.resolve()), "tasks": tasks})
             status[nb.name] = None
             log(f"notebook {nb.name}: ok ({time.time() - t0:.0f}s)")
@@ -156,7 +156,7 @@ def _csv_to_markdown(path: Path, max_rows: int = 60) -> str:
 
 
 def run_batch(profile: str = "small", tasks=None, seeds=None, results="results", work_dir="checkpoints",
-              only=None) -> int:
+              only=None, notebooks_dir: Path = NOTEBOOKS) -> int:
     """The whole job; returns the process exit status (0 = everything succeeded)."""
     prof = get_profile(profile)
     if tasks in (None, ""):
@@ -199,7 +199,7 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
     if only in (None, "notebooks"):
         t0 = time.time()
         tasks_param = ",".join(task_list)
-        meta["notebooks"] = run_notebooks(profile, results_dir, tasks_param)
+        meta["notebooks"] = run_notebooks(profile, results_dir, tasks_param, notebooks_dir=notebooks_dir)
         meta["notebooks_s"] = time.time() - t0
         ok &= all(v is None for v in meta["notebooks"].values())
     meta["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -100,3 +100,20 @@ def test_plain_and_dense_models(bert):
     report = movprune.sparsity_report(bert)
     assert report["kept"] == TARGETED - 2 * H
     assert report["remaining_paper"] == pytest.approx((ENCODER - 2 * H) / ENCODER)
+
+
+def test_custom_targets_bake_and_paper_convention(bert):
+    """Only layer 0's attention pruned: the paper's denominator is still the whole encoder, and a
+    baked model (no masks left) is counted over the same custom targets, read from its config."""
+    targets = [r"layer\.0\.attention\.self\.(query|key|value)$"]
+    pruner = movprune.sparsify(bert, PruningConfig(method="magnitude", remaining=0.25, target_modules=targets))
+    pruner.update(100, 100)
+    before = movprune.sparsity_report(bert)
+    assert before["total"] == 3 * H * H and before["kept"] == 3 * H * H // 4
+    assert before["encoder_params"] == ENCODER
+    assert before["remaining_paper"] == pytest.approx((ENCODER - 3 * H * H * 3 / 4) / ENCODER)
+    movprune.bake(bert)
+    after = movprune.sparsity_report(bert)
+    for key in ("remaining", "remaining_paper", "kept", "total", "encoder_params", "per_matrix"):
+        assert after[key] == before[key], key
+    assert movprune.remaining_weights(bert) == 0.25

@@ -26,9 +26,13 @@ def _check_topk_mask(x: torch.Tensor, k: int, ref: torch.Tensor) -> None:
         # everything kept is >= the k-th largest, everything dropped is <= it
         assert bool((flat[m] >= thr).all()) and bool((flat[~m] <= thr).all())
         assert bool(m[flat > thr].all())
+        # ties at the threshold: the first ones (by position) are kept
+        kept_ties = m[flat == thr]
+        n_kept = int(kept_ties.sum())
+        assert n_kept >= 1 and bool(kept_ties[:n_kept].all()) and not bool(kept_ties[n_kept:].any())
 
 
-@pytest.mark.parametrize("n", [1000, 300_000])  # 300000 > 4 * 65536: the sampling path runs
+@pytest.mark.parametrize("n", [1000, 20_000, 300_000])  # n > 16384: the sampling path runs
 @pytest.mark.parametrize("kind", ["normal", "ties", "constant", "sorted"])
 def test_kth_largest_and_topk_mask_exact(n, kind):
     g = torch.Generator().manual_seed(n)
@@ -64,7 +68,21 @@ def test_kth_largest_ties_at_sample_boundaries():
         _check_topk_mask(x, k, ref)
 
 
+def test_kth_largest_falls_back_when_the_sample_misses(monkeypatch):
+    x = torch.randn(300_000, generator=torch.Generator().manual_seed(9))
+    ref = torch.topk(x, x.numel()).values
+    smallest = int(x.argmin())
+    # a sample made only of the smallest entry: the bracket [min, min] holds almost nothing
+    monkeypatch.setattr(torch, "randint", lambda n, size, generator=None: torch.full(size, smallest))
+    for k in (1, 1000, 150_000, 299_999, 300_000):
+        assert kth_largest(x, k).item() == ref[k - 1].item(), k
+        _check_topk_mask(x, k, ref)
+
+
 def test_topk_mask_breaks_ties_by_position_and_keeps_shape():
+    x = torch.tensor([3.0, 1.0, 1.0, 2.0, 1.0, 1.0])
+    assert topk_mask(x, 3).tolist() == [True, True, False, True, False, False]
+    assert topk_mask(x, 5).tolist() == [True, True, True, True, True, False]
     x = torch.zeros(4, 5)
     mask = topk_mask(x, 7)
     assert mask.shape == (4, 5) and int(mask.sum()) == 7

@@ -244,6 +244,26 @@ def test_bake_a_copy_leaves_the_original_working(bert, batch, get_logits):
     torch.testing.assert_close(get_logits(bert, batch), before, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name", ["magnitude_global", "movement_global", "magnitude"])
+def test_deepcopy_is_independent(bert, name):
+    """A copy's masks follow the copy's weights / scores, not the original's (shared selectors)."""
+    pruner = _prepare(bert, name)
+    before = {n: m.current_mask().clone() for n, m in pruner.masks.items()}
+    twin = copy.deepcopy(bert)
+    twin_pruner = movprune.get_pruner(twin)
+    assert twin_pruner is not pruner and twin_pruner.model is twin
+    first = next(iter(twin_pruner.masks))
+    with torch.no_grad():  # make the copy's first matrix the most important one
+        if "magnitude" in name:
+            dict(twin.named_modules())[first].parametrizations.weight.original.mul_(1000.0)
+        else:
+            twin_pruner.masks[first].scores.add_(1000.0)
+    assert int(twin_pruner.masks[first].current_mask().sum()) == (
+        before[first].numel() if "global" in name else int(before[first].sum()))
+    for n, m in pruner.masks.items():
+        assert torch.equal(m.current_mask(), before[n]), n
+
+
 # --------------------------------------------------------------------------------------------
 # Save / load
 
@@ -286,6 +306,18 @@ def test_save_load_other_family(make_model, batch, get_logits, tmp_path, family)
     torch.testing.assert_close(get_logits(loaded, batch), before, atol=0, rtol=0)
 
 
+def test_save_load_rebuilds_the_task_class(make_model, batch, get_logits, tmp_path):
+    """A checkpoint whose config names the base model (MiniLM: architectures=['BertModel'])."""
+    model = make_model("bert")
+    model.config.architectures = ["BertModel"]
+    _prepare(model, "movement", step=50)
+    before = get_logits(model, batch)
+    movprune.save_pretrained(model, str(tmp_path))
+    loaded = movprune.from_pretrained(str(tmp_path))
+    assert type(loaded).__name__ == "BertForSequenceClassification"
+    torch.testing.assert_close(get_logits(loaded, batch), before, atol=0, rtol=0)
+
+
 def test_from_pretrained_rejects_foreign_dir(tmp_path):
     with pytest.raises(ValueError, match="not written by movprune"):
         movprune.from_pretrained(str(tmp_path))
@@ -315,6 +347,8 @@ def test_dense_changes_nothing(bert, batch, get_logits):
     (dict(method="movement", remaining=0.0), r"remaining must be in \(0, 1\], got 0"),
     (dict(method="movement", remaining=-0.1), r"remaining must be in \(0, 1\], got -0.1"),
     (dict(method="magnitude", remaining=1.5), r"remaining must be in \(0, 1\], got 1.5"),
+    (dict(method="magnitude", remaining=float("nan")), r"remaining must be in \(0, 1\], got nan"),
+    (dict(method="movement", remaining="0.1"), r"remaining must be in \(0, 1\], got '0.1'"),
     (dict(method="movement"), "needs remaining"),
     (dict(method="magnitude"), "needs remaining"),
     (dict(method="soft_movement"), "needs final_lambda"),

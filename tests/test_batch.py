@@ -1,0 +1,77 @@
+"""The papermill batch, end to end at smoke size (the issue's CI requirement), and its failure handling."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")]
+
+
+def _batch(*args, timeout=900):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "movprune", "batch", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("smoke")
+    t0 = time.time()
+    out = _batch("--profile", "smoke", "--results", str(root / "results"), "--work-dir", str(root / "work"))
+    return root, out, time.time() - t0
+
+
+def test_smoke_batch_end_to_end(smoke):
+    root, out, seconds = smoke
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    res = root / "results" / "smoke"
+    meta = json.loads((res / "batch.json").read_text())
+    assert meta["sweeps"]["failed"] == {} and all(v is None for v in meta["notebooks"].values())
+    assert len(list((res / "runs").glob("*.json"))) == meta["sweeps"]["trained"] > 10
+    notebooks = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+    assert sorted(p.name for p in (res / "notebooks").glob("*.ipynb")) == notebooks
+    pngs = list((res / "figures").glob("*.png"))
+    assert len(pngs) >= 6 and all(p.with_suffix(".pdf").is_file() for p in pngs)
+    assert list((res / "tables").glob("*.csv"))
+    readme = (res / "README.md").read_text()
+    assert "profile `smoke`" in readme and "![" in readme and "Wall time" in readme
+
+
+def test_smoke_batch_rerun_is_cached(smoke):
+    root, first, _ = smoke
+    assert first.returncode == 0
+    t0 = time.time()
+    out = _batch("--profile", "smoke", "--results", str(root / "results"), "--work-dir", str(root / "work"),
+                 "--only", "sweeps")
+    assert out.returncode == 0
+    meta = json.loads((root / "results" / "smoke" / "batch.json").read_text())
+    assert meta["sweeps"]["trained"] == 0 and meta["sweeps"]["cached"] > 10
+    assert time.time() - t0 < 60
+
+
+def test_failing_notebook_does_not_stop_the_others(smoke, tmp_path):
+    root, first, _ = smoke
+    assert first.returncode == 0
+    from movprune.batch import run_notebooks
+
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    good = sorted((REPO / "notebooks").glob("*.ipynb"))[0]
+    shutil.copy(good, nbs / "b_good.ipynb")
+    broken = json.loads(good.read_text())
+    broken["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+                            "source": ["raise RuntimeError('deliberately broken')"]})
+    (nbs / "a_broken.ipynb").write_text(json.dumps(broken))
+    res = tmp_path / "smoke"
+    shutil.copytree(root / "results" / "smoke", res)
+    status = run_notebooks("smoke", res, "sst2", notebooks_dir=nbs)
+    assert status["b_good.ipynb"] is None
+    assert "deliberately broken" in status["a_broken.ipynb"]
