@@ -1,0 +1,84 @@
+"""Profiles: what each one runs, and the `paper` profile's wiring with the hub mocked out."""
+
+import dataclasses
+import os
+
+import pytest
+
+from movprune import data, models
+from movprune.profiles import SPARSITIES, get_profile
+from movprune.train import RunConfig, run
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def test_small_profile_covers_every_table_cell_for_sst2():
+    prof = get_profile("small")
+    groups = prof.configs()
+    assert prof.model == "minilm" and prof.tasks == ("sst2",)
+    for group, distill in (("table", False), ("table_kd", True)):
+        cells = {(c.method, c.remaining) for c in groups[group]}
+        for v in SPARSITIES:
+            assert ("magnitude", v) in cells and ("movement", v) in cells
+        assert {c.distill for c in groups[group]} == {distill}
+        assert sum(c.method == "soft_movement" for c in groups[group]) >= 3
+        assert sum(c.method == "l0" for c in groups[group]) >= 3
+    assert {(c.method, c.remaining) for c in groups["global"]} == {(m, v) for m in ("magnitude", "movement")
+                                                                  for v in SPARSITIES}
+    assert [c.method for c in groups["control"]] == ["zero_encoder"]
+    ids = [c.run_id() for c in prof.all_configs()]
+    assert len(ids) == len(set(ids)) and ids[0] == groups["dense"][0].run_id()
+
+
+def test_paper_profile_uses_the_authors_hyperparameters():
+    prof = get_profile("paper")
+    by = {(c.task, c.method, c.remaining, c.distill, c.scope): c for c in prof.all_configs()}
+    mnli = by[("mnli", "movement", 0.10, False, "local")]
+    assert (mnli.model, mnli.batch_size, mnli.max_length, mnli.lr, mnli.epochs) == ("bert-base-uncased", 32, 128,
+                                                                                     3e-5, 6)
+    assert mnli.freeze_embeddings and mnli.score_lr is None  # 1e-2 (L0 1e-1) by default
+    squad = by[("squad", "magnitude", 0.03, True, "local")]
+    assert (squad.batch_size, squad.max_length, squad.epochs) == (16, 384, 10)
+    assert (squad.alpha_distil, squad.alpha_ce, squad.temperature) == (0.9, 0.1, 2.0)
+    assert by[("qqp", "movement", 0.10, False, "local")].lr == 3e-6
+    assert max(c.final_lambda or 0 for c in prof.all_configs() if c.method == "soft_movement") >= 2000
+
+
+def test_unknown_profile():
+    with pytest.raises(ValueError, match="unknown profile"):
+        get_profile("medium")
+
+
+def test_paper_profile_wiring_with_hub_mocked(tmp_path, monkeypatch):
+    """MNLI and bert-base-uncased come from the hub: mock both and run the profile's first configs."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(*args, split=None, **kwargs):
+        calls.append((args, split))
+        rows = [{"premise": f"a man plays {i}", "hypothesis": f"someone plays {i % 3}", "label": i % 3}
+                for i in range(48)]
+        return datasets.Dataset.from_list(rows)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path / "no-local-data")
+    monkeypatch.delenv("MOVPRUNE_DATA_DIR", raising=False)
+    real_load_model, real_tok = models.load_model, models.load_tokenizer
+    loaded = []
+
+    def fake_model(name, kind, num_labels=2, seed=0):
+        loaded.append(name)
+        return real_load_model("tiny", kind, num_labels, seed)
+
+    monkeypatch.setattr(models, "load_model", fake_model)
+    monkeypatch.setattr(models, "load_tokenizer", lambda name: real_tok("tiny"))
+    monkeypatch.setattr(models, "check_model_name", lambda *a, **k: None)
+    prof = get_profile("paper")
+    configs = [c for c in prof.all_configs(tasks=["mnli"]) if c.method in ("dense", "movement")][:2]
+    for c in configs:
+        small = dataclasses.replace(c, max_steps=2, batch_size=8, max_length=32, epochs=1)
+        rec = run(small, store=tmp_path / "runs", work_dir=tmp_path / "work", progress=False)
+        assert rec["model"] == "bert-base-uncased" and "accuracy" in rec["metrics"]
+    assert loaded and set(loaded) == {"bert-base-uncased"}
+    assert (("glue", "mnli"), "train") in calls and (("glue", "mnli"), "validation_matched") in calls
