@@ -6,14 +6,16 @@
     python -m movprune list
     python -m movprune batch --profile small     # sweeps + every notebook into results/
 
-Every error in the input (unknown task, method or model, missing data, a malformed data file,
-v outside (0, 1], lambda < 0, ...) ends with one line on stderr and exit status 2, before any
-training starts and without touching existing results.
+Every error in the input (a misspelled flag, unknown task, method or model, missing data, a
+malformed data file, v outside (0, 1], lambda < 0, a run folder of another config, ...) ends with
+one line on stderr and exit status 2, before any training starts and without touching existing
+results (tests/test_bad_input.py holds the catalog).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import itertools
 import os
 import sys
@@ -48,6 +50,24 @@ RUN_FIELDS = {  # CLI flag -> (RunConfig field, type, help)
 SWEEPABLE = ("task", "method", "remaining", "scope", "final_lambda", "seed", "model")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``movprune: error: ...``, exit 2) and a "did you mean" hint."""
+
+    def error(self, message):
+        if message.startswith("unrecognized arguments:"):
+            flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+            for choice in (getattr(a, "choices", None) for a in self._actions):
+                if isinstance(choice, dict):  # subcommands: their flags count too
+                    flags += [o for sub in choice.values() for a in sub._actions for o in a.option_strings]
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=")[0], flags, n=1) if word.startswith("--") else []
+                if close:
+                    message += f" (did you mean {close[0]}?)"
+                    break
+        print(f"movprune: error: {message}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(2)
+
+
 def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     for name, (typ, help_) in RUN_FIELDS.items():
         flag = "--" + name.replace("_", "-")
@@ -63,7 +83,7 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m movprune", allow_abbrev=False,
         description="Movement pruning (Sanh, Wolf & Rush 2020): fine-prune Hugging Face encoders and "
                     "regenerate the paper's tables and figures.")
@@ -102,7 +122,10 @@ def _fmt(record: dict) -> str:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, already printed on one line)
+        return e.code if isinstance(e.code, int) else 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         if args.command == "run":

@@ -42,19 +42,56 @@ def resolve(name: str) -> str:
     return name
 
 
-def check_model_name(name: str) -> None:
-    """Fail fast (one line) for a model that is neither an alias, a folder, nor hub-shaped."""
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def check_model_name(name: str, kind: str | None = None, num_labels: int | None = None) -> None:
+    """Fail fast (one line) for a model that is neither an alias, a folder, nor hub-shaped.
+
+    A folder must hold a readable ``config.json`` of an encoder movprune can prune, a classifier
+    head (if any) with the task's ``num_labels`` outputs, and weights.
+    """
     if name in ALIASES:
         resolve(name)
         return
     if os.path.isdir(name):
-        if not os.path.isfile(os.path.join(name, "config.json")):
-            raise ModelError(f"model folder {name} has no config.json")
+        check_model_folder(name, kind, num_labels)
         return
     if os.path.sep in name.strip("/").replace("/", os.path.sep, 1) or name.startswith((".", "/", "~")):
         raise ModelError(f"model folder {name} does not exist")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise ModelError(f"unknown model {name!r}: not an alias ({', '.join(ALIASES)}), not a folder, and the hub is offline")
+
+
+def check_model_folder(path: str, kind: str | None = None, num_labels: int | None = None) -> None:
+    """The checks of :func:`check_model_name` for a local folder (config, architecture, weights)."""
+    import json
+
+    from .pruner import DEFAULT_TARGETS
+
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise ModelError(f"model folder {path} has no config.json")
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise ModelError(f"model folder {path}: config.json is not readable JSON ({str(e).splitlines()[0]})") from None
+    model_type = config.get("model_type")
+    if model_type not in DEFAULT_TARGETS:
+        raise ModelError(f"model folder {path}: wrong architecture for the task: model_type {model_type!r} is not "
+                         f"an encoder movprune can prune ({', '.join(sorted(DEFAULT_TARGETS))})")
+    heads = [a for a in config.get("architectures") or [] if str(a).endswith("ForSequenceClassification")]
+    if heads and kind in ("classification", "regression") and num_labels is not None:
+        has = len(config["id2label"]) if isinstance(config.get("id2label"), dict) else config.get("num_labels", 2)
+        if has != num_labels:
+            raise ModelError(f"model folder {path}: wrong architecture for the task: its {heads[0]} head has "
+                             f"{has} outputs, the task needs {num_labels}")
+    if not any(os.path.isfile(os.path.join(path, w)) for w in WEIGHT_FILES):
+        raise ModelError(f"model folder {path} has no weights ({' or '.join(WEIGHT_FILES[::2])})")
 
 
 def load_tokenizer(name: str):

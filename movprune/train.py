@@ -102,6 +102,11 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
+        spec = data_mod.get_task(self.task)
+        if spec.kind != "qa":
+            data_mod._split_key(spec, self.train_split)  # unknown split -> DataError naming the valid ones
+        if self.teacher_dir is not None and not self.distill:
+            raise ValueError("teacher_dir is only used with distill=True (--distill)")
         self.pruning_config()  # validates method / remaining / lambda / threshold / schedule
 
     # ---- identity -------------------------------------------------------------------------
@@ -133,7 +138,7 @@ class RunConfig:
     def teacher_config(self) -> "RunConfig":
         """The dense, non-distilled run with the same data and budget: the distillation teacher."""
         return dataclasses.replace(self, method="dense", remaining=None, scope="local", final_lambda=None,
-                                   distill=False, score_lr=None)
+                                   distill=False, score_lr=None, teacher_dir=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +277,30 @@ def last_good_checkpoint(output_dir: Path) -> Optional[str]:
     return None
 
 
+def check_run_folder(out_dir: Path, config: RunConfig) -> None:
+    """Refuse to resume in a run folder whose ``run_config.json`` is another config.
+
+    The folder name is the run id, so this only happens when a folder was edited, copied or
+    reused by hand (or on a hash collision); resuming its checkpoints would silently mix runs.
+    """
+    path = Path(out_dir) / "run_config.json"
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:  # a write cut short: this run rewrites it
+        print(f"warning: unreadable {path} ({type(e).__name__}); rewriting it")
+        return
+    current = config.to_dict()
+    diff = [k for k in current if k not in _NOT_IN_ID and saved.get(k, "<missing>") != current[k]]
+    if diff:
+        shown = ", ".join(f"{k} {saved.get(k, '<missing>')!r} != {current[k]!r}" for k in diff[:3])
+        raise ValueError(f"run folder {out_dir} belongs to a different config ({shown}); refusing to resume "
+                         f"from it: move it aside or use another --work-dir")
+
+
 def _safetensors_complete(path: Path) -> bool:
     """True when the file is as long as its own header says (catches a write cut short)."""
     try:
@@ -364,19 +393,20 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         cached = store.get(run_id)
         if cached is not None:
             return cached
+    # every check (store, model, run folder, data, teacher) before anything is written or trained
     store.check_writable()
-    models.check_model_name(config.model)
-    out_dir = Path(work_dir) / run_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "run_config.json").write_text(json.dumps(config.to_dict(), indent=1))
-
-    tokenizer = models.load_tokenizer(config.model)
     spec = data_mod.get_task(config.task)
+    models.check_model_name(config.model, spec.kind, spec.num_labels)
+    out_dir = Path(work_dir) / run_id
+    check_run_folder(out_dir, config)
+    tokenizer = models.load_tokenizer(config.model)
     spec, train_ds, eval_data = _prepare_data(config, tokenizer)
+    teacher = load_teacher(config, store, work_dir, tokenizer, progress) if config.distill else None
 
-    teacher = None
-    if config.distill:
-        teacher = load_teacher(config, store, work_dir, tokenizer, progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "run_config.json.tmp"
+    tmp.write_text(json.dumps(config.to_dict(), indent=1))
+    os.replace(tmp, out_dir / "run_config.json")
 
     n_train = len(train_ds)
     steps_per_epoch = math.ceil(n_train / config.batch_size)

@@ -1,0 +1,78 @@
+"""Fault cases not covered by test_train.py / test_batch.py: a held run lock, a corrupted record
+that gets retrained, and a failing notebook turning into a non-zero batch exit status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from movprune.store import ResultStore
+from movprune.train import RunConfig
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+TINY = dict(model="tiny", max_train_examples=16, max_eval_examples=16, max_steps=1, batch_size=8, max_length=16)
+
+
+def test_second_batch_process_skips_a_locked_run(tmp_path):
+    """Another process holds the run's lock: this batch skips the run instead of training it too."""
+    from movprune.batch import run_sweeps
+
+    config = RunConfig(task="sst2", method="dense", **TINY)
+    lock = tmp_path / "work" / "locks" / f"{config.run_id()}.lock"
+    lock.parent.mkdir(parents=True)
+    holder = subprocess.Popen(  # a plain python process (no torch): holds the lock until stdin closes
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'w'); fcntl.flock(f, fcntl.LOCK_EX); "
+                               "print('locked', flush=True); sys.stdin.read()", str(lock)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        logged = []
+        result = run_sweeps([config], ResultStore(tmp_path / "runs"), tmp_path / "work", log=logged.append)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert result["skipped"] == [config.run_id()] and result["trained"] == 0 and not result["failed"]
+    assert "another batch process" in logged[0]
+    assert not (tmp_path / "work" / config.run_id()).exists()
+    assert not list((tmp_path / "runs").glob("*.json"))
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
+def test_corrupted_record_is_ignored_with_a_warning_and_rerun(tmp_path, capsys, monkeypatch):
+    from movprune.train import run
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = RunConfig(task="sst2", method="magnitude", remaining=0.5, **TINY)
+    store = ResultStore(tmp_path / "runs")
+    store.root.mkdir()
+    store.path(config.run_id()).write_text('{"run_id": "' + config.run_id() + '", "metr')  # cut short
+    record = run(config, store=store, work_dir=tmp_path / "work", progress=False)
+    assert "warning: ignoring corrupted record" in capsys.readouterr().out
+    assert record["run_id"] == config.run_id() and "accuracy" in record["metrics"]
+    assert json.loads(store.path(config.run_id()).read_text())["metrics"] == record["metrics"]
+
+
+def test_failing_notebook_makes_the_batch_exit_non_zero(tmp_path, monkeypatch):
+    from movprune.batch import run_batch
+
+    monkeypatch.chdir(tmp_path)
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    cell = {"cell_type": "code", "id": "broken", "metadata": {}, "execution_count": None, "outputs": [],
+            "source": ["raise RuntimeError('deliberately broken')"]}
+    notebook = {"cells": [cell], "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                             "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    (nbs / "broken.ipynb").write_text(json.dumps(notebook))
+    (tmp_path / "results" / "smoke" / "runs").mkdir(parents=True)
+    rc = run_batch(profile="smoke", results=str(tmp_path / "results"), work_dir=str(tmp_path / "work"),
+                   only="notebooks", notebooks_dir=nbs)
+    assert rc == 1
+    meta = json.loads((tmp_path / "results" / "smoke" / "batch.json").read_text())
+    assert "deliberately broken" in meta["notebooks"]["broken.ipynb"]
+    assert "broken.ipynb" in (tmp_path / "results" / "smoke" / "README.md").read_text()
