@@ -54,35 +54,82 @@ def run_lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print) -> dict:
-    """Train every missing config. Returns counts and the failures ``{run_id: message}``."""
+def _train_one(config, store_root: str, work_dir: str, threads: int = 0) -> tuple:
+    """Train one config under its lock. Returns ``(status, run_id, message)``; never raises."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    store, work = ResultStore(store_root), Path(work_dir)
+    run_id = config.run_id()
+    if store.get(run_id) is not None:
+        return "cached", run_id, ""
+    with run_lock(work / "locks" / f"{run_id}.lock") as mine:
+        if not mine:
+            return "skipped", run_id, "another batch process is training it"
+        try:
+            r = run(config, store=store, work_dir=work, progress=False)
+            return "trained", run_id, (f"{r['main_metric']} {r['score']:.2f}, remaining {r['remaining']:.4f}, "
+                                       f"{r['train_time_s']:.0f}s")
+        except Exception as e:  # one failing run must not stop the batch
+            traceback.print_exc(file=sys.stderr)
+            return "failed", run_id, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def default_jobs() -> int:
+    """Parallel runs: 2 on a CPU-only machine with >= 2 cores (two 1-thread runs beat one 2-thread run
+    by ~15% on the 2-core reference machine), else 1."""
+    import torch
+
+    return 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
+
+
+def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print, jobs: int = 1) -> dict:
+    """Train every missing config. Returns counts and the failures ``{run_id: message}``.
+
+    With ``jobs > 1`` runs go to that many worker processes, each with ``cores // jobs`` threads.
+    Runs without distillation (the teachers among them) go first, then the distilled ones.
+    """
     from tqdm.auto import tqdm
 
     store.check_writable()
-    done = cached = 0
+    counts = {"trained": 0, "cached": 0}
     failures, skipped = {}, []
-    bar = tqdm(configs, desc="runs", unit="run")
-    for config in bar:
-        run_id = config.run_id()
-        bar.set_postfix_str(run_id[:48])
-        if store.get(run_id) is not None:
-            cached += 1
-            continue
-        with run_lock(work_dir / "locks" / f"{run_id}.lock") as mine:
-            if not mine:
-                skipped.append(run_id)
-                log(f"skipping {run_id}: another batch process is training it")
-                continue
-            try:
-                record = run(config, store=store, work_dir=work_dir, progress=False)
-                done += 1
-                log(f"done {run_id}: {record['main_metric']} {record['score']:.2f}, remaining {record['remaining']:.4f}, "
-                    f"{record['train_time_s']:.0f}s")
-            except Exception as e:  # one failing run must not stop the batch
-                failures[run_id] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                log(f"FAILED {run_id}: {failures[run_id]}")
-                traceback.print_exc(file=sys.stderr)
-    return {"trained": done, "cached": cached, "failed": failures, "skipped": skipped}
+    todo = [c for c in configs if store.get(c.run_id()) is None]
+    counts["cached"] = len(configs) - len(todo)
+    bar = tqdm(total=len(todo), desc="runs", unit="run")
+
+    def record(result):
+        status, run_id, message = result
+        bar.update(1)
+        if status == "failed":
+            failures[run_id] = message
+            log(f"FAILED {run_id}: {message}")
+        elif status == "skipped":
+            skipped.append(run_id)
+            log(f"skipping {run_id}: {message}")
+        else:
+            counts[status] += 1
+            log(f"{status} {run_id}: {message}")
+
+    phases = [[c for c in todo if not c.distill], [c for c in todo if c.distill]]
+    if jobs <= 1:
+        for phase in phases:
+            for config in phase:
+                bar.set_postfix_str(config.run_id()[:48])
+                record(_train_one(config, str(store.root), str(work_dir)))
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            for phase in phases:
+                futures = [pool.submit(_train_one, c, str(store.root), str(work_dir), threads) for c in phase]
+                for f in as_completed(futures):
+                    record(f.result())
+    bar.close()
+    return {**counts, "failed": failures, "skipped": skipped}
 
 
 def run_notebooks(profile: str, results_dir: Path, tasks: str, log=print, notebooks_dir: Path = NOTEBOOKS) -> dict:
@@ -156,7 +203,7 @@ def _csv_to_markdown(path: Path, max_rows: int = 60) -> str:
 
 
 def run_batch(profile: str = "small", tasks=None, seeds=None, results="results", work_dir="checkpoints",
-              only=None, notebooks_dir: Path = NOTEBOOKS) -> int:
+              only=None, notebooks_dir: Path = NOTEBOOKS, jobs=None) -> int:
     """The whole job; returns the process exit status (0 = everything succeeded)."""
     prof = get_profile(profile)
     if tasks in (None, ""):
@@ -169,6 +216,8 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
         if unknown:
             raise ValueError(f"profile {profile!r} has no budget for task(s) {', '.join(unknown)}; "
                              f"choose from {', '.join(prof.budgets)}")
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     if seeds is not None and seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     seed_list = list(range(seeds)) if seeds else list(prof.seeds)
@@ -193,7 +242,9 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
     if only in (None, "sweeps"):
         print(f"[batch] profile {profile}: {len(configs)} runs ({', '.join(task_list)}; seeds {seed_list})")
         t0 = time.time()
-        sweeps = run_sweeps(configs, store, work)
+        jobs = jobs or default_jobs()
+        print(f"[batch] {jobs} parallel run(s)")
+        sweeps = run_sweeps(configs, store, work, jobs=jobs)
         meta["sweeps"], meta["sweeps_s"] = sweeps, time.time() - t0
         ok &= not sweeps["failed"]
     if only in (None, "notebooks"):

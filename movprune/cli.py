@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_batch.add_argument("--seeds", type=int, default=None, help="seeds per config (default: the profile's)")
     p_batch.add_argument("--results", default="results", help="output folder (default results)")
     p_batch.add_argument("--work-dir", default="checkpoints")
+    p_batch.add_argument("--jobs", type=int, default=None,
+                         help="parallel runs (default: 2 on a CPU-only machine, 1 with a GPU)")
     p_batch.add_argument("--only", choices=["sweeps", "notebooks"], default=None,
                          help="run only the training sweeps (e.g. on a GPU box) or only the notebooks")
     return parser
@@ -153,7 +155,7 @@ def main(argv=None) -> int:
             from .batch import run_batch
 
             return run_batch(profile=args.profile, tasks=args.tasks, seeds=args.seeds, results=args.results,
-                             work_dir=args.work_dir, only=args.only)
+                             work_dir=args.work_dir, only=args.only, jobs=args.jobs)
     except (ValueError, OSError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"movprune: error: {msg}", file=sys.stderr)

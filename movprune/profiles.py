@@ -105,13 +105,13 @@ class Profile:
 
 
 def _smoke() -> Profile:
-    budget = TaskBudget(max_steps=30, batch_size=16, max_length=48, lr=1e-3, max_train_examples=480,
-                        max_eval_examples=200)
+    budget = TaskBudget(max_steps=80, batch_size=16, max_length=48, lr=1e-3, max_train_examples=1280,
+                        max_eval_examples=400)
     return Profile(
         name="smoke", model="tiny", tasks=("sst2",), all_tasks=("sst2", "sick"),
         budgets={"sst2": budget, "sick": budget},
-        sparsities=(0.10, 0.03), soft_lambdas=(1.0, 50.0), l0_lambdas=(1.0, 50.0),
-        notes="random 2-layer BERT (hidden 64), 480 training examples, 30 steps: checks the wiring, not the science",
+        sparsities=(0.10, 0.03), soft_lambdas=(100.0, 1000.0), l0_lambdas=(100.0, 1000.0), soft_score_lr=0.1,
+        notes="random 2-layer BERT (hidden 64), 1,280 training examples, 80 steps: checks the wiring, not the science",
     )
 
 
@@ -127,7 +127,9 @@ def _small() -> Profile:
             "squad": TaskBudget(max_steps=300, batch_size=16, max_length=256, doc_stride=96, lr=5e-5,
                                 max_eval_examples=1000),
         },
-        soft_lambdas=(10.0, 50.0, 200.0), l0_lambdas=(10.0, 50.0, 200.0),
+        # lambda grids from a calibration at this budget (soft 100 -> 34% remaining, 1000 -> 0.9%;
+        # L0 100 -> 47%, 1000 -> 3.9%), spaced so that neighbouring runs bracket 10%, 3% and 1%
+        soft_lambdas=(100.0, 300.0, 1000.0, 3000.0), l0_lambdas=(300.0, 1000.0, 3000.0, 10000.0),
         soft_score_lr=0.1,
         notes=("MiniLM-L6 on a 2-core CPU: ~200x fewer steps than the paper (300 instead of ~60k), so the "
                "soft-movement score learning rate is raised 10x (1e-2 -> 1e-1, L0's paper value) to let "
