@@ -187,6 +187,24 @@ def write_readme(results_dir: Path, meta: dict) -> Path:
     return path
 
 
+def write_index(results_root: Path) -> Path:
+    """``results/README.md``: every profile's page, links rewritten to point into its folder."""
+    import re
+
+    parts = ["# movprune results", "",
+             "Written by `python -m movprune batch`; one section per profile that has been run. "
+             "Each profile's own page is `results/<profile>/README.md`.", ""]
+    for page in sorted(Path(results_root).glob("*/README.md")):
+        profile = page.parent.name
+        text = page.read_text()
+        text = re.sub(r"\]\((figures|tables|notebooks)/", rf"]({profile}/\1/", text)
+        text = re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M)  # nest the profile's headings one level down
+        parts += [text, ""]
+    path = Path(results_root) / "README.md"
+    path.write_text("\n".join(parts))
+    return path
+
+
 def _csv_to_markdown(path: Path, max_rows: int = 60) -> str:
     import csv
 
@@ -257,6 +275,7 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
     results_dir.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps(meta, indent=1))
     readme = write_readme(results_dir, meta)
+    write_index(Path(results))
     failed = list(meta["sweeps"].get("failed", {})) + [k for k, v in meta["notebooks"].items() if v]
     print(f"[batch] wrote {readme}; " + ("all succeeded" if not failed else f"FAILED: {', '.join(failed)}"))
     return 0 if ok else 1
