@@ -80,6 +80,8 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--store", default="results/runs", help="results store folder (default results/runs)")
     p.add_argument("--work-dir", default="checkpoints", help="checkpoints and final models (default checkpoints)")
     p.add_argument("--force", action="store_true", help="retrain even if the store has this run")
+    p.add_argument("--save-steps", type=int, default=None,
+                   help="checkpoint every N optimizer steps (default 200; not part of the run id)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +114,8 @@ def _config_kwargs(args, overrides=None) -> dict:
     kwargs = {name: getattr(args, name) for name in RUN_FIELDS if getattr(args, name, None) is not None}
     kwargs.update(overrides or {})
     kwargs["distill"] = args.distill
+    if getattr(args, "save_steps", None) is not None:
+        kwargs["save_steps"] = args.save_steps
     if args.no_freeze_embeddings:
         kwargs["freeze_embeddings"] = False
     return kwargs

@@ -87,6 +87,8 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0 or value != value:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
+        if not isinstance(self.save_steps, int) or self.save_steps <= 0:
+            raise ValueError(f"save_steps must be a positive integer, got {self.save_steps!r}")
         if self.max_steps is not None and self.max_steps <= 0:
             raise ValueError(f"max_steps must be > 0, got {self.max_steps!r}")
         if self.score_lr is not None and self.score_lr <= 0:

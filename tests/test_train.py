@@ -138,8 +138,9 @@ def test_cli_run_then_list(tmp_path):
 
 def test_kill_9_resumes_from_checkpoint(tmp_path):
     """kill -9 mid-training; the same command resumes (not from zero) and ends like an unbroken run."""
-    common = ["--model", "tiny", "--max-train-examples", "256", "--max-eval-examples", "64", "--max-steps", "40",
-              "--batch-size", "16", "--max-length", "32", "--lr", "1e-3", "--method", "movement", "--remaining", "0.2"]
+    common = ["--model", "tiny", "--max-train-examples", "512", "--max-eval-examples", "64", "--max-steps", "120",
+              "--batch-size", "16", "--max-length", "32", "--lr", "1e-3", "--method", "movement", "--remaining", "0.2",
+              "--save-steps", "10"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     work, store = tmp_path / "work", tmp_path / "runs"
     cmd = [sys.executable, "-m", "movprune", "run", *common, "--store", str(store), "--work-dir", str(work)]
@@ -156,6 +157,7 @@ def test_kill_9_resumes_from_checkpoint(tmp_path):
     rec = json.loads(next(store.glob("*.json")).read_text())
     assert rec["resumed_from"] and "checkpoint-" in rec["resumed_from"]
     # reference: the same config uninterrupted
+    assert int(rec["resumed_from"].rsplit("-", 1)[1]) < 120, "the kill came after training had finished"
     ref = subprocess.run([*cmd[:-4], "--store", str(tmp_path / "ref"), "--work-dir", str(tmp_path / "refwork")],
                          env=env, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0
