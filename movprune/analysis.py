@@ -76,7 +76,7 @@ PAPER_COUNTERPART = {
     "squad": ("squad", {"exact_match": "em", "f1": "f1"}),
     "qqp": ("qqp", {"accuracy": "acc", "f1": "f1"}),
 }
-PROFILES = ("smoke", "small", "paper")
+PROFILES = ("smoke", "small", "gpu", "paper")
 TYPE_ORDER = ("attention.self.query", "attention.self.key", "attention.self.value",
               "attention.output.dense", "intermediate.dense", "output.dense")
 TYPE_LABELS = {"attention.self.query": "query", "attention.self.key": "key", "attention.self.value": "value",

