@@ -1,10 +1,11 @@
-"""Command line: ``python -m movprune {run,sweep,list,batch}``.
+"""Command line: ``python -m movprune {run,sweep,list,batch,diagnose}``.
 
     python -m movprune run --task sst2 --model minilm --method movement --remaining 0.1
     python -m movprune run --task sst2 --method soft_movement --final-lambda 200 --distill
     python -m movprune sweep --task sst2 --method magnitude movement --remaining 0.1 0.03 0.01
     python -m movprune list
     python -m movprune batch --profile small     # sweeps + every notebook into results/
+    python -m movprune diagnose checkpoints/small/<run id>/final --task sst2   # a collapsed model?
 
 Every error in the input (a misspelled flag, unknown task, method or model, missing data, a
 malformed data file, v outside (0, 1], lambda < 0, a run folder of another config, ...) ends with
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m movprune", allow_abbrev=False,
         description="Movement pruning (Sanh, Wolf & Rush 2020): fine-prune Hugging Face encoders and "
                     "regenerate the paper's tables and figures.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,list,batch}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,list,batch,diagnose}")
     p_run = sub.add_parser("run", help="one fine-pruning run (cached in the results store)", allow_abbrev=False)
     _add_run_flags(p_run, sweep=False)
     p_sweep = sub.add_parser("sweep", help="a grid of runs (missing ones only)", allow_abbrev=False)
@@ -107,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="parallel runs (default: 2 on a CPU-only machine, 1 with a GPU)")
     p_batch.add_argument("--only", choices=["sweeps", "notebooks"], default=None,
                          help="run only the training sweeps (e.g. on a GPU box) or only the notebooks")
+    p_diag = sub.add_parser("diagnose", help="does a (pruned) model's representation still depend on the input?",
+                            description="Per layer: spread of the hidden states across eval tokens vs their "
+                                        "common offset, and the predicted-class histogram (movprune/diagnose.py).",
+                            allow_abbrev=False)
+    p_diag.add_argument("model_dir", help="a model folder (a run's final/ folder, or a plain Hugging Face one)")
+    p_diag.add_argument("--task", default="sst2", help="classification task whose eval examples to use")
+    p_diag.add_argument("--examples", type=int, default=128, help="number of eval examples (default 128)")
+    p_diag.add_argument("--data-dir", default=None)
     return parser
 
 
@@ -160,6 +169,10 @@ def main(argv=None) -> int:
 
             return run_batch(profile=args.profile, tasks=args.tasks, seeds=args.seeds, results=args.results,
                              work_dir=args.work_dir, only=args.only, jobs=args.jobs)
+        elif args.command == "diagnose":
+            from .diagnose import diagnose_folder, format_report
+
+            print(format_report(diagnose_folder(args.model_dir, args.task, args.examples, args.data_dir)))
     except (ValueError, OSError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"movprune: error: {msg}", file=sys.stderr)

@@ -1,0 +1,100 @@
+"""Why does a pruned model predict one class? Measure whether its hidden states still depend on the input.
+
+A fine-pruned encoder can *collapse*: every token of every input ends with (nearly) the same hidden
+state, the head sees a constant and predicts the majority class, and since the gradient through a
+constant representation is tiny, training does not bring it back. :func:`hidden_spread` measures
+this per layer: the *spread* (how much hidden states vary across the batch's real tokens) against
+the *offset* (the norm of their common mean vector). A healthy model keeps a spread of the order
+of its embeddings' all the way up; a collapsed one sees it fall by orders of magnitude.
+
+    python -m movprune diagnose checkpoints/small/<run id>/final --task sst2
+
+What we found with it (README, "Why movement pruning collapses at small budgets"): in the collapsed
+movement runs the spread falls from 0.47 (embeddings) to 0.0003 by layer 5, while the offset of the
+attention and feed-forward outputs grows tenfold; magnitude pruning to the same 10 % keeps a spread
+of 0.39 at the last layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def hidden_spread(model: nn.Module, batch: dict) -> list[dict]:
+    """Per hidden-state layer (0 = embeddings output): ``spread``, ``offset`` and their ratio.
+
+    ``spread`` is the mean over features of the standard deviation across all non-padding tokens of
+    the batch; ``offset`` is the norm of the mean hidden vector over those tokens. ``batch`` holds
+    ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` if the model uses them).
+    """
+    was_training = model.training
+    model.eval()
+    inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    out = model(**inputs, output_hidden_states=True)
+    model.train(was_training)
+    keep = inputs["attention_mask"].bool()
+    rows = []
+    for i, h in enumerate(out.hidden_states):
+        tokens = h[keep].float()
+        spread = float(tokens.std(0).mean())
+        offset = float(tokens.mean(0).norm())
+        rows.append({"layer": i, "spread": spread, "offset": offset,
+                     "relative_spread": spread * tokens.shape[1] ** 0.5 / max(offset, 1e-12)})
+    return rows
+
+
+def prediction_histogram(model: nn.Module, batch: dict) -> list[int]:
+    """How many examples of the batch a sequence classifier assigns to each class."""
+    with torch.no_grad():
+        was_training = model.training
+        model.eval()
+        logits = model(**{k: v for k, v in batch.items()
+                          if k in ("input_ids", "attention_mask", "token_type_ids")}).logits
+        model.train(was_training)
+    return torch.bincount(logits.argmax(-1), minlength=logits.shape[-1]).tolist()
+
+
+def diagnose_folder(path: str, task: str = "sst2", n_examples: int = 128, data_dir: str | None = None,
+                    max_length: int = 128) -> dict:
+    """Load a model folder (movprune's final model or a plain Hugging Face one), run ``n_examples``
+    eval examples of ``task`` through it; return ``{"layers": hidden_spread, "predictions": [...]}``."""
+    import os
+
+    from transformers import AutoTokenizer
+
+    from . import data as data_mod
+    from .pruner import WEIGHTS_NAME, from_pretrained
+
+    if not os.path.isdir(path):
+        raise ValueError(f"model folder {path} does not exist")
+    spec = data_mod.get_task(task)
+    if spec.kind != "classification":
+        raise ValueError(f"diagnose needs a classification task, {task} is {spec.kind}")
+    if os.path.isfile(os.path.join(path, WEIGHTS_NAME)):
+        model = from_pretrained(path)
+    else:
+        from transformers import AutoModelForSequenceClassification
+
+        model = AutoModelForSequenceClassification.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    examples = data_mod.load_task(task, data_dir, "eval", n_examples, 0)
+    texts = [e["text_a"] for e in examples]
+    pairs = [e["text_b"] for e in examples] if examples and examples[0].get("text_b") is not None else None
+    batch = tokenizer(texts, pairs, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return {"layers": hidden_spread(model, batch), "predictions": prediction_histogram(model, batch),
+            "examples": len(texts)}
+
+
+def format_report(report: dict) -> str:
+    """The table ``python -m movprune diagnose`` prints."""
+    lines = [f"{'layer':>5} {'spread':>10} {'offset':>10} {'spread/offset':>14}"]
+    for r in report["layers"]:
+        lines.append(f"{r['layer']:>5} {r['spread']:>10.4f} {r['offset']:>10.2f} {r['relative_spread']:>14.4f}")
+    first, last = report["layers"][0]["spread"], report["layers"][-1]["spread"]
+    lines.append(f"predicted classes over {report['examples']} eval examples: {report['predictions']}")
+    if last < 0.01 * first:
+        lines.append("collapsed: the last layer's hidden states barely depend on the input "
+                     f"(spread {last:.2g} vs {first:.2g} after the embeddings)")
+    return "\n".join(lines)
