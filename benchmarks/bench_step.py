@@ -73,8 +73,13 @@ class Runner:
         groups = [{"params": weights, "lr": 3e-5, "weight_decay": 0.01}]
         if scores:
             groups.append({"params": scores, "lr": 1e-2, "weight_decay": 0.0})
-        kwargs = {"foreach": {"foreach": True}, "fused": {"fused": True}, "loop": {"foreach": False}}.get(optim, {})
-        self.opt = torch.optim.AdamW(groups, **kwargs)
+        if optim == "default":  # what movprune's training uses (movprune.train.make_adamw)
+            from movprune.train import make_adamw
+
+            self.opt = make_adamw(groups, lr=3e-5)
+        else:
+            kwargs = {"foreach": {"foreach": True}, "fused": {"fused": True}, "loop": {"foreach": False}}[optim]
+            self.opt = torch.optim.AdamW(groups, **kwargs)
         self.selectors = selectors(self.pruner)
         self.model.train()
         self.pieces = {k: [] for k in ("mask", "forward", "backward", "optimizer", "step")}
@@ -130,7 +135,7 @@ def main():
     ap.add_argument("--variants", nargs="+", default=["movement_local", "movement_global"],
                     choices=[v for v in VARIANTS if v != "dense"], help="masked variants besides dense")
     ap.add_argument("--optim", choices=["default", "loop", "foreach", "fused"], default="default",
-                    help="AdamW implementation (default: torch's choice for CPU)")
+                    help="AdamW implementation (default: movprune.train.make_adamw, fused where torch has it)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
