@@ -4,7 +4,6 @@ import os
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification
 
 from movprune.export import (
     MAGIC,
@@ -16,33 +15,7 @@ from movprune.export import (
     quantize_rowwise,
     read_quantized,
 )
-
-
-def tiny_bert(seed=0):
-    torch.manual_seed(seed)
-    cfg = BertConfig(
-        vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=128, max_position_embeddings=64, num_labels=2,
-    )
-    return BertForSequenceClassification(cfg).eval()
-
-
-@torch.no_grad()
-def random_prune_(model, remaining, seed=0):
-    """Zero all but a random `remaining` fraction of every targeted weight."""
-    g = torch.Generator().manual_seed(seed)
-    for lin in find_target_linears(model).values():
-        keep = torch.rand(lin.weight.shape, generator=g) < remaining
-        lin.weight.mul_(keep)
-    return model
-
-
-def inputs(batch=3, length=16, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, 100, (batch, length), generator=g)
-    mask = torch.ones_like(ids)
-    mask[0, length // 2:] = 0
-    return {"input_ids": ids, "attention_mask": mask}
+from pruned_helpers import inputs, random_prune_, tiny_bert
 
 
 def test_quantize_rowwise_scheme():

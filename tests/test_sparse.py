@@ -3,7 +3,6 @@
 import pytest
 import torch
 from torch import nn
-from transformers import BertConfig, BertForSequenceClassification
 
 from movprune.export import find_target_linears
 from movprune.sparse import (
@@ -12,35 +11,12 @@ from movprune.sparse import (
     sparsify_for_inference,
     structure_report,
 )
+from pruned_helpers import inputs, random_prune_
+from pruned_helpers import tiny_bert as _tiny_bert
 
 
 def tiny_bert(seed=0):
-    torch.manual_seed(seed)
-    cfg = BertConfig(
-        vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-        intermediate_size=128, max_position_embeddings=64, num_labels=2,
-    )
-    model = BertForSequenceClassification(cfg).eval()
-    with torch.no_grad():  # nonzero biases make the bias folding observable
-        for lin in find_target_linears(model).values():
-            lin.bias.normal_(0, 0.5)
-    return model
-
-
-@torch.no_grad()
-def random_prune_(model, remaining, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for lin in find_target_linears(model).values():
-        lin.weight.mul_(torch.rand(lin.weight.shape, generator=g) < remaining)
-    return model
-
-
-def inputs(batch=3, length=16, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1, 100, (batch, length), generator=g)
-    mask = torch.ones_like(ids)
-    mask[0, length // 2:] = 0
-    return {"input_ids": ids, "attention_mask": mask}
+    return _tiny_bert(seed, random_biases=True)
 
 
 @torch.no_grad()
