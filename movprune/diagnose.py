@@ -45,6 +45,38 @@ def hidden_spread(model: nn.Module, batch: dict) -> list[dict]:
     return rows
 
 
+@torch.no_grad()
+def linear_offsets(model: nn.Module, batch: dict, target_modules=None) -> dict[str, dict]:
+    """``{module name: {"offset", "spread"}}`` of every targeted linear layer's *output* over the
+    batch's real tokens (offset: norm of the mean output vector; spread: mean per-feature std).
+
+    A pruned layer whose kept weights add up coherently on the mean of its input shows a large
+    offset with a small spread: its output is mostly the same vector for every token.
+    """
+    from .pruner import find_targets
+
+    keep = batch["attention_mask"].bool()
+    stats, hooks = {}, []
+
+    def hook(name):
+        def record(module, args, output):
+            tokens = output[keep].float()
+            stats[name] = {"offset": float(tokens.mean(0).norm()), "spread": float(tokens.std(0).mean())}
+        return record
+
+    for name, module in find_targets(model, target_modules).items():
+        hooks.append(module.register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        model(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return stats
+
+
 def prediction_histogram(model: nn.Module, batch: dict) -> list[int]:
     """How many examples of the batch a sequence classifier assigns to each class."""
     with torch.no_grad():
@@ -83,8 +115,10 @@ def diagnose_folder(path: str, task: str = "sst2", n_examples: int = 128, data_d
     texts = [e["text_a"] for e in examples]
     pairs = [e["text_b"] for e in examples] if examples and examples[0].get("text_b") is not None else None
     batch = tokenizer(texts, pairs, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    pruning = getattr(model.config, "movprune", None)  # the pruned modules, when movprune saved it
+    targets = pruning.get("target_modules") if isinstance(pruning, dict) else None
     return {"layers": hidden_spread(model, batch), "predictions": prediction_histogram(model, batch),
-            "examples": len(texts)}
+            "linears": linear_offsets(model, batch, targets), "examples": len(texts)}
 
 
 def format_report(report: dict) -> str:
@@ -92,6 +126,12 @@ def format_report(report: dict) -> str:
     lines = [f"{'layer':>5} {'spread':>10} {'offset':>10} {'spread/offset':>14}"]
     for r in report["layers"]:
         lines.append(f"{r['layer']:>5} {r['spread']:>10.4f} {r['offset']:>10.2f} {r['relative_spread']:>14.4f}")
+    linears = report.get("linears") or {}
+    if linears:
+        worst = sorted(linears.items(), key=lambda kv: -kv[1]["offset"] / max(kv[1]["spread"], 1e-12))[:3]
+        lines.append("largest offset/spread among the targeted linear layers' outputs:")
+        for name, st in worst:
+            lines.append(f"  {name}: offset {st['offset']:.2f}, spread {st['spread']:.4f}")
     first, last = report["layers"][0]["spread"], report["layers"][-1]["spread"]
     lines.append(f"predicted classes over {report['examples']} eval examples: {report['predictions']}")
     if last < 0.01 * first:

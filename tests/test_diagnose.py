@@ -6,7 +6,7 @@ import torch
 import transformers
 
 from movprune.cli import main
-from movprune.diagnose import format_report, hidden_spread, prediction_histogram
+from movprune.diagnose import format_report, hidden_spread, linear_offsets, prediction_histogram
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -34,6 +34,11 @@ def test_healthy_and_collapsed_models():
     assert collapsed[1]["spread"] == healthy[1]["spread"]  # layer 1 untouched
     assert collapsed[-1]["spread"] < 1e-3 * healthy[-1]["spread"]
     assert collapsed[-1]["relative_spread"] < 1e-3
+    offsets = linear_offsets(model, batch)
+    assert len(offsets) == 12  # 6 targeted linears per layer
+    culprit = offsets["bert.encoder.layer.1.output.dense"]
+    assert culprit["offset"] > 1e4 and culprit["spread"] < 1e-2 * culprit["offset"]
+    assert offsets["bert.encoder.layer.0.output.dense"]["offset"] < 1e3
     hist = prediction_histogram(model, batch)
     assert sum(hist) == 16 and max(hist) == 16  # one class for every example
     assert "collapsed" in format_report({"layers": collapsed, "predictions": hist, "examples": 16})
