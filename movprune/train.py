@@ -46,6 +46,10 @@ ANALYSIS_SAMPLE = 20000  # entries of one matrix kept per run for the weight-dis
 _NOT_IN_ID = ("data_dir", "teacher_dir", "save_steps", "eval_batch_size")
 
 
+_FLOAT_FIELDS = ("remaining", "final_lambda", "final_threshold", "epochs", "lr", "score_lr", "lr_warmup",
+                 "sparsity_warmup", "sparsity_cooldown", "alpha_distil", "alpha_ce", "temperature")
+
+
 @dataclass
 class RunConfig:
     """Everything that defines one fine-pruning run (see ``python -m movprune run --help``)."""
@@ -83,6 +87,11 @@ class RunConfig:
 
     def __post_init__(self):
         data_mod.get_task(self.task)  # unknown task -> DataError naming the valid ones
+        # one config, one id: epochs=2 (a profile) and epochs=2.0 (the CLI) must hash alike
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, name, float(value))
         for name in ("epochs", "batch_size", "max_length", "lr", "temperature"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0 or value != value:

@@ -28,6 +28,9 @@ def test_run_id_is_stable_and_ignores_locations():
     c = RunConfig(task="sst2", method="movement", remaining=0.03)
     assert a.run_id() == b.run_id() != c.run_id()
     assert a.run_id().startswith("sst2-minilm-movement_v0.1_local-s0-")
+    # integers where floats are meant (a profile's epochs=2, the CLI's 2.0) give the same id
+    assert RunConfig(epochs=2, lr=1, final_threshold=0).run_id() == RunConfig(epochs=2.0, lr=1.0,
+                                                                          final_threshold=0.0).run_id()
 
 
 @pytest.mark.parametrize("kwargs, match", [
