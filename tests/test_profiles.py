@@ -53,6 +53,22 @@ def test_gpu_profile_is_the_small_grid_with_longer_budgets():
     assert len({c.run_id() for c in gpu.all_configs()} & {c.run_id() for c in small.all_configs()}) == 0
 
 
+def test_gpu_script_picks_eleven_distinct_runs_of_the_gpu_profile():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu_sst2.py"
+    spec = importlib.util.spec_from_file_location("gpu_sst2", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    wanted = script.wanted_configs()
+    ids = [c.run_id() for c in wanted]
+    grid = {c.run_id() for c in get_profile("gpu").all_configs(seeds=(0, 1))}
+    assert len(set(ids)) == 11 and set(ids) <= grid  # same ids as the batch would use: records are shared
+    assert ids[0].startswith("sst2-minilm-dense-s0-") and wanted[-1].distill
+    assert all(c.save_steps == 100000 for c in wanted)
+
+
 def test_unknown_profile():
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("medium")
