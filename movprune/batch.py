@@ -70,7 +70,7 @@ def _train_one(config, store_root: str, work_dir: str, threads: int = 0) -> tupl
         try:
             r = run(config, store=store, work_dir=work, progress=False)
             return "trained", run_id, (f"{r['main_metric']} {r['score']:.2f}, remaining {r['remaining']:.4f}, "
-                                       f"{r['train_time_s']:.0f}s")
+                                       f"{r['train_time_s']:.0f}s" + (" (COLLAPSED: one class)" if r.get("collapsed") else ""))
         except Exception as e:  # one failing run must not stop the batch
             traceback.print_exc(file=sys.stderr)
             return "failed", run_id, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"

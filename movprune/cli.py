@@ -130,10 +130,14 @@ def _config_kwargs(args, overrides=None) -> dict:
     return kwargs
 
 
-def _fmt(record: dict) -> str:
+def _fmt(record: dict, work_dir: str = "checkpoints") -> str:
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in record["metrics"].items())
-    return (f"{record['run_id']}: {metrics} | remaining {record['remaining']:.4f} "
+    line = (f"{record['run_id']}: {metrics} | remaining {record['remaining']:.4f} "
             f"(paper convention {record['remaining_paper']:.4f}) | {record.get('train_time_s', 0):.0f}s")
+    if record.get("collapsed"):
+        line += (" | COLLAPSED: every eval example predicted as one class; see "
+                 f"python -m movprune diagnose {os.path.join(work_dir, record['run_id'], 'final')} --task {record['task']}")
+    return line
 
 
 def main(argv=None) -> int:
@@ -148,7 +152,7 @@ def main(argv=None) -> int:
 
             config = RunConfig(**_config_kwargs(args))
             record = run(config, store=args.store, work_dir=args.work_dir, force=args.force)
-            print(_fmt(record))
+            print(_fmt(record, args.work_dir))
         elif args.command == "sweep":
             from .train import RunConfig, run
 
@@ -158,7 +162,7 @@ def main(argv=None) -> int:
             configs = [RunConfig(**base, **combo) for combo in combos]  # validate all before training any
             for i, config in enumerate(configs, 1):
                 print(f"[{i}/{len(configs)}] {config.run_id()}")
-                print(_fmt(run(config, store=args.store, work_dir=args.work_dir, force=args.force)))
+                print(_fmt(run(config, store=args.store, work_dir=args.work_dir, force=args.force), args.work_dir))
         elif args.command == "list":
             from .store import ResultStore
 

@@ -259,8 +259,12 @@ def _prepare_data(config: RunConfig, tokenizer):
     return spec, train_ds, eval_ds
 
 
-def evaluate(trainer, spec, eval_data) -> dict:
-    """The task's metrics (in percent, like the paper) on the eval split."""
+def evaluate(trainer, spec, eval_data, details: Optional[dict] = None) -> dict:
+    """The task's metrics (in percent, like the paper) on the eval split.
+
+    For classification, ``details`` (if given) receives ``predicted_class_counts``: how many eval
+    examples went to each class (all in one = the run collapsed to a constant prediction).
+    """
     from . import squad
 
     trainer.model.eval()
@@ -275,6 +279,8 @@ def evaluate(trainer, spec, eval_data) -> dict:
     out = trainer.predict(eval_data)
     logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
     preds = logits.squeeze(-1) if spec.kind == "regression" else logits.argmax(-1)
+    if details is not None and spec.kind == "classification":
+        details["predicted_class_counts"] = np.bincount(preds, minlength=logits.shape[-1]).tolist()
     metrics = data_mod.compute_metrics(spec.name, preds, out.label_ids)
     return {k: 100.0 * float(v) for k, v in metrics.items()}
 
@@ -470,7 +476,8 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
 
     pruner.update(max_steps, max_steps)
     t1 = time.time()
-    metrics = evaluate(trainer, spec, eval_data)
+    details: dict = {}
+    metrics = evaluate(trainer, spec, eval_data, details)
     eval_time = time.time() - t1
     report = sparsity_report(model)
 
@@ -485,6 +492,10 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         "target_remaining": config.remaining,  # the v asked for; "remaining" is what was measured
         "metrics": metrics,
         "main_metric": spec.main_metric,
+        # classification: eval predictions per class; collapsed = every eval example in one class
+        "predicted_class_counts": details.get("predicted_class_counts"),
+        "collapsed": (max(details["predicted_class_counts"]) == sum(details["predicted_class_counts"])
+                      if details.get("predicted_class_counts") else None),
         "score": metrics.get(spec.main_metric),
         "remaining": report["remaining"],
         "remaining_paper": report["remaining_paper"],

@@ -69,6 +69,8 @@ def test_tiny_run_record_and_cache(tmp_path):
     assert set(rec["per_layer"]) == {"0", "1"}
     assert rec["remaining_paper"] > rec["remaining"]
     assert (tmp_path / "runs" / f"{cfg.run_id()}.npz").is_file()
+    counts = rec["predicted_class_counts"]  # eval predictions per class; all in one = collapsed
+    assert len(counts) == 2 and sum(counts) == 64 and rec["collapsed"] == (max(counts) == 64)
     curve = rec["loss_curve"]  # the logged training loss, to see when a run went wrong
     assert len(curve) >= 2 and [s for s, _ in curve] == sorted({s for s, _ in curve})
     assert curve[-1][0] <= cfg.max_steps and all(loss > 0 for _, loss in curve)
@@ -198,3 +200,13 @@ def test_unwritable_store_fails_before_training(tmp_path):
     with pytest.raises(ValueError, match="not writable"):
         run(cfg, store=blocker / "runs", work_dir=tmp_path / "work", progress=False)
     assert not (tmp_path / "work").exists()
+
+
+def test_cli_flags_a_collapsed_run():
+    from movprune.cli import _fmt
+
+    rec = {"run_id": "sst2-x", "task": "sst2", "metrics": {"accuracy": 50.9}, "remaining": 0.1,
+           "remaining_paper": 0.1025, "train_time_s": 3.0, "collapsed": True}
+    line = _fmt(rec, "work")
+    assert "COLLAPSED" in line and "python -m movprune diagnose work/sst2-x/final --task sst2" in line
+    assert "COLLAPSED" not in _fmt({**rec, "collapsed": False}) and "COLLAPSED" not in _fmt({**rec, "collapsed": None})
