@@ -86,24 +86,26 @@ def _kth_largest_and_count(x: torch.Tensor, k: int, sample_size: int | None = No
     return t, n_above + int(torch.count_nonzero(inside >= t))
 
 
-def topk_mask(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask (same shape as ``x``) with exactly ``k`` True entries at the largest values.
+def topk_mask(x: torch.Tensor, k: int, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+    """Mask (same shape as ``x``) with exactly ``k`` ones at the largest values.
 
     Ties at the threshold are broken by position (first entries win), so the count is exact even
-    when many scores are equal (e.g. movement scores still at their initial value).
+    when many scores are equal (e.g. movement scores still at their initial value). ``dtype``:
+    ``torch.bool`` or a float type (written directly, without a conversion pass).
     """
     flat = x.reshape(-1)
     n = flat.numel()
     if k >= n:
-        return torch.ones_like(x, dtype=torch.bool)
+        return torch.ones_like(x, dtype=dtype)
     if k <= 0:
-        return torch.zeros_like(x, dtype=torch.bool)
+        return torch.zeros_like(x, dtype=dtype)
     thr, n_ge = _kth_largest_and_count(flat, k)
-    mask = flat >= thr
+    mask = torch.empty(n, dtype=dtype, device=x.device)
+    torch.ge(flat, thr, out=mask)
     extra = n_ge - k
     if extra > 0:  # ties at the threshold: keep the first ones only
         ties = torch.nonzero(flat == thr).squeeze(1)
-        mask[ties[ties.numel() - extra:]] = False
+        mask[ties[ties.numel() - extra:]] = 0
     return mask.view_as(x)
 
 
@@ -182,12 +184,12 @@ class TopKSelector:
                 m = self.members[0]
                 imp = m.importance()
                 k = round(float(m.remaining) * imp.numel())
-                m._set_mask(topk_mask(imp, k))
+                m._set_mask(topk_mask(imp, k, dtype=m.mask.dtype))
             else:
                 imps = [m.importance().reshape(-1) for m in self.members]
                 flat = torch.cat(imps)
                 k = round(float(self.members[0].remaining) * flat.numel())
-                mask = topk_mask(flat, k)
+                mask = topk_mask(flat, k, dtype=self.members[0].mask.dtype)
                 for m, part in zip(self.members, torch.split(mask, [i.numel() for i in imps])):
                     m._set_mask(part.view_as(m.mask))
         self._key = key
