@@ -11,13 +11,13 @@ run inline, with the default AdamW, before make_adamw existed.)
 import os
 import time
 
-import torch
-from transformers import AutoModelForSequenceClassification
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads it
 
-from movprune import PruningConfig, sparsify
-from movprune.models import minilm_path
+import torch  # noqa: E402
+from transformers import AutoModelForSequenceClassification  # noqa: E402
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from movprune import PruningConfig, sparsify  # noqa: E402
+from movprune.models import minilm_path  # noqa: E402
 
 
 def bench(method: str, steps: int = 20, warmup: int = 5) -> float:

@@ -215,8 +215,8 @@ class TopKMask(nn.Module):
         self.remaining = remaining.to(self.remaining.device)
         return self
 
-    def _set_mask(self, boolean_mask: torch.Tensor) -> None:
-        self.mask = boolean_mask.to(self.mask.dtype)
+    def _set_mask(self, mask: torch.Tensor) -> None:
+        self.mask = mask.to(self.mask.dtype)  # no copy when the selector already wrote this dtype
 
     def importance_source(self) -> torch.Tensor:  # pragma: no cover - overridden
         raise NotImplementedError

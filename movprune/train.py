@@ -478,6 +478,7 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
     t1 = time.time()
     details: dict = {}
     metrics = evaluate(trainer, spec, eval_data, details)
+    counts = details.get("predicted_class_counts")
     eval_time = time.time() - t1
     report = sparsity_report(model)
 
@@ -493,9 +494,8 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         "metrics": metrics,
         "main_metric": spec.main_metric,
         # classification: eval predictions per class; collapsed = every eval example in one class
-        "predicted_class_counts": details.get("predicted_class_counts"),
-        "collapsed": (max(details["predicted_class_counts"]) == sum(details["predicted_class_counts"])
-                      if details.get("predicted_class_counts") else None),
+        "predicted_class_counts": counts,
+        "collapsed": max(counts) == sum(counts) if counts else None,
         "score": metrics.get(spec.main_metric),
         "remaining": report["remaining"],
         "remaining_paper": report["remaining_paper"],
