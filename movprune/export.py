@@ -6,17 +6,27 @@ file that is small enough to be interesting (the paper's PruneBERT reaches
 about 2.2 bytes per kept encoder weight; this format aims at <= 1.6), and
 :func:`load_compact` rebuilds a runnable model from it without the hub.
 
-Quantization scheme (``int8-sym-per-row-fp16scale``), for each targeted weight
-``W`` of shape ``[out, in]`` (the per-output-channel symmetric int8 scheme of
-dynamic quantization, with the scale stored as float16):
+Quantization schemes (``quantization=`` of :func:`export_compact`), symmetric
+int8 with zero point 0, the scale stored as float16:
 
-* ``scale[r] = float16(max_j |W[r, j]| / 127)`` computed in float32, then
-  rounded to float16 (a nonzero row whose scale would underflow gets the
-  smallest positive float16, a scale above the float16 range gets the largest
-  finite float16; an all-zero row gets scale 0);
-* ``q[r, j] = clamp(round_half_even(W[r, j] / float32(scale[r])), -127, 127)``
-  as int8 (zero point 0, so pruned weights stay exactly 0);
-* dequantized weight ``= float32(q) * float32(scale[r])``, cast back to the
+* ``"per_row"`` (default, ``int8-sym-per-row-fp16scale``): one scale per
+  output row of each targeted weight ``W`` of shape ``[out, in]`` (the
+  per-channel scheme of dynamic quantization): ``amax = max_j |W[r, j]|``;
+* ``"per_tensor"`` (``int8-sym-per-tensor-fp16scale``): one scale per matrix,
+  ``amax = max |W|`` (the granularity of ``torch.ao.quantization.quantize_dynamic``'s
+  default weight observer, and what PruneBERT's compact file used).  Rows whose
+  weights are small use fewer of the 255 levels, so the values compress
+  better (about 0.6 instead of 0.87 bytes per kept weight on MiniLM) at some
+  cost in precision; kept weights below half a step round to 0.
+
+In both, ``scale = float16(amax / 127)`` computed in float32 (a nonzero
+``amax`` whose scale would underflow gets the smallest positive float16, a
+scale above the float16 range gets the largest finite float16; an all-zero
+row or matrix gets scale 0), then
+
+* ``q = clamp(round_half_even(W / float32(scale)), -127, 127)`` as int8
+  (pruned weights stay exactly 0);
+* dequantized weight ``= float32(q) * float32(scale)``, cast back to the
   weight's original dtype.
 
 Only entries with ``q != 0`` are stored: a kept weight so small that it rounds
@@ -47,7 +57,8 @@ Sections:
   entries, the gaps ``p_k - p_{k-1} - 1`` with ``p_{-1} = -1``, each written
   as ``gap // 255`` bytes 0xFF followed by one byte ``gap % 255``).
 * ``values`` -- the int8 ``q`` of stored entries in row-major order.
-* ``scales`` -- the float16 per-row scales of every quantized matrix.
+* ``scales`` -- the float16 scales of every quantized matrix (one per row,
+  or one per matrix with ``per_tensor``).
 * ``embeddings``, ``encoder_other``, ``head`` -- every other state-dict entry
   (embeddings, biases, LayerNorm, pooler/classifier, buffers), raw bytes in
   header order.  Floating point tensors are stored as float16 (or float32 with
@@ -85,6 +96,7 @@ __all__ = [
     "DEFAULT_TARGET_MODULES",
     "FORMAT_VERSION",
     "MAGIC",
+    "QUANT_SCHEMES",
     "dequantize_rowwise",
     "export_compact",
     "default_targets",
@@ -92,22 +104,37 @@ __all__ = [
     "load_compact",
     "quantize_model_weights",
     "quantize_rowwise",
+    "quantize_weight",
     "read_quantized",
 ]
 
 MAGIC = b"MOVPRUNE"
 FORMAT_VERSION = 1
-QUANT_SCHEME = {
-    "name": "int8-sym-per-row-fp16scale",
+_COMMON_SCHEME = {
     "dtype": "int8",
     "qmin": -127,
     "qmax": 127,
     "zero_point": 0,
-    "granularity": "per output row (dim 0 of nn.Linear.weight)",
-    "scale": "float16(max_abs_row / 127), computed in float32",
     "rounding": "round half to even of w / float32(scale), then clamp",
     "dequantize": "float32(q) * float32(scale), cast to the original dtype",
 }
+#: The quantization schemes, by the ``quantization=`` name of :func:`export_compact`.
+QUANT_SCHEMES = {
+    "per_row": {
+        "name": "int8-sym-per-row-fp16scale",
+        "granularity": "per output row (dim 0 of nn.Linear.weight)",
+        "scale": "float16(max_abs_row / 127), computed in float32",
+        **_COMMON_SCHEME,
+    },
+    "per_tensor": {
+        "name": "int8-sym-per-tensor-fp16scale",
+        "granularity": "per matrix",
+        "scale": "float16(max_abs_matrix / 127), computed in float32",
+        **_COMMON_SCHEME,
+    },
+}
+QUANT_SCHEME = QUANT_SCHEMES["per_row"]  # the default (format version 1 files all use it)
+_SCHEME_BY_NAME = {v["name"]: k for k, v in QUANT_SCHEMES.items()}
 
 #: Fallback targets: the six encoder Linear layers of every BERT-family layer.
 DEFAULT_TARGET_MODULES = (
@@ -165,16 +192,28 @@ def find_target_linears(
 # --------------------------------------------------------------------------
 # quantization
 # --------------------------------------------------------------------------
-def quantize_rowwise(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Quantize a 2-D weight with the module's scheme (see module docstring).
+def _check_quantization(quantization: str) -> None:
+    if quantization not in QUANT_SCHEMES:
+        raise ValueError(
+            f"quantization must be one of {sorted(QUANT_SCHEMES)}, got {quantization!r}"
+        )
+
+
+def quantize_weight(
+    weight: torch.Tensor, quantization: str = "per_row"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantize a 2-D weight with one of :data:`QUANT_SCHEMES` (see the module
+    docstring).
 
     Returns ``(q, scale)``: ``q`` int8 of the weight's shape, ``scale`` float16
-    of shape ``[rows]``.  Zeros map to zeros.
+    of shape ``[rows]`` (``"per_row"``) or ``[1]`` (``"per_tensor"``).  Zeros
+    map to zeros.
     """
+    _check_quantization(quantization)
     w = weight.detach().to(torch.float32)
     if w.dim() != 2:
         raise ValueError(f"expected a 2-D weight, got shape {tuple(w.shape)}")
-    amax = w.abs().amax(dim=1)
+    amax = w.abs().amax(dim=1) if quantization == "per_row" else w.abs().amax().reshape(1)
     scale32 = (amax / 127.0).clamp(max=_FP16_MAX)
     scale16 = scale32.to(torch.float16)
     scale16 = torch.where(
@@ -187,10 +226,16 @@ def quantize_rowwise(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q.to(torch.int8), scale16
 
 
+def quantize_rowwise(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`quantize_weight` with the default ``"per_row"`` scheme."""
+    return quantize_weight(weight, "per_row")
+
+
 def dequantize_rowwise(
     q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
-    """Inverse of :func:`quantize_rowwise`: ``float32(q) * float32(scale)``."""
+    """Inverse of :func:`quantize_weight`: ``float32(q) * float32(scale)``
+    (``scale`` of shape ``[rows]`` or ``[1]``)."""
     return (q.to(torch.float32) * scale.to(torch.float32)[:, None]).to(dtype)
 
 
@@ -216,22 +261,25 @@ def quantize_model_weights(
     target_modules: Sequence[str] | None = None,
     other_dtype: str = "float16",
     inplace: bool = False,
+    quantization: str = "per_row",
 ) -> nn.Module:
     """Return the float model a compact file of ``model`` represents.
 
-    Targeted weights become ``dequantize(quantize(W))``; every other floating
+    Targeted weights become ``dequantize(quantize(W))`` with the
+    ``quantization`` scheme (``"per_row"`` or ``"per_tensor"``); every other floating
     point parameter/buffer is rounded through the dtype it would be stored in
     (float16 by default).  ``load_compact(export_compact(model))`` computes
     exactly what this reference computes.  A deep copy is modified unless
     ``inplace=True``.
     """
     _check_other_dtype(other_dtype)
+    _check_quantization(quantization)
     if not inplace:
         model = copy.deepcopy(model)
     targets = find_target_linears(model, target_modules)
     target_weights = {id(m.weight) for m in targets.values()}
     for mod in targets.values():
-        q, s = quantize_rowwise(mod.weight)
+        q, s = quantize_weight(mod.weight, quantization)
         mod.weight.copy_(dequantize_rowwise(q, s, mod.weight.dtype))
     for t in list(model.parameters()) + list(model.buffers()):
         if id(t) in target_weights or not t.is_floating_point():
@@ -346,6 +394,7 @@ def export_compact(
     target_modules: Sequence[str] | None = None,
     other_dtype: str = "float16",
     preset: int = 6,
+    quantization: str = "per_row",
 ) -> dict:
     """Write ``model`` (a Hugging Face ``PreTrainedModel`` whose pruned
     weights are exact zeros) to ``path`` in the compact format.
@@ -353,15 +402,19 @@ def export_compact(
     ``target_modules`` are regexes selecting the ``nn.Linear`` layers stored
     as sparse int8 (default: :func:`default_targets`, the encoder projections).
     ``other_dtype`` ("float16" or "float32") is the storage dtype of the
-    remaining floating point tensors; ``preset`` the xz preset.  Returns a
+    remaining floating point tensors; ``preset`` the xz preset;
+    ``quantization`` the int8 scheme, ``"per_row"`` (default, more precise) or
+    ``"per_tensor"`` (smaller file; see the module docstring).  Returns a
     report dict: ``file_bytes``, ``encoder_bytes`` (index + values + scales
     sections), ``kept_weights`` (nonzero targeted weights), ``target_weights``,
     ``density``, ``bytes_per_kept_weight`` (= encoder_bytes / kept_weights),
     ``total_bytes_per_kept_weight``, ``parts`` / ``parts_raw`` (compressed /
     uncompressed bytes per section plus the header), ``index_encodings``,
-    ``kept_weights_quantized_to_zero`` and ``fp32_state_dict_bytes``.
+    ``kept_weights_quantized_to_zero``, ``fp32_state_dict_bytes`` and
+    ``quantization`` (the scheme's name).
     """
     _check_other_dtype(other_dtype)
+    _check_quantization(quantization)
     config = getattr(model, "config", None)
     if config is None or not hasattr(config, "to_json_string"):
         raise TypeError("export_compact expects a Hugging Face PreTrainedModel")
@@ -378,7 +431,7 @@ def export_compact(
 
     for name, mod in targets.items():
         w = mod.weight.detach()
-        q, scale = quantize_rowwise(w)
+        q, scale = quantize_weight(w, quantization)
         kept += int(torch.count_nonzero(w))
         total += w.numel()
         qflat = q.reshape(-1).numpy()
@@ -434,7 +487,7 @@ def export_compact(
         "format_version": FORMAT_VERSION,
         "model_class": type(model).__name__,
         "config": json.loads(config.to_json_string(use_diff=False)),
-        "quantization": QUANT_SCHEME,
+        "quantization": QUANT_SCHEMES[quantization],
         "other_dtype": other_dtype,
         "compression": "xz/LZMA2 per section; index, values, header: lc=4 lp=0 pb=0; scales and other tensors: lc=0 lp=1 pb=1",
         "target_modules": list(target_modules or default_targets(model)),
@@ -470,7 +523,7 @@ def export_compact(
         "parts_raw": {s["name"]: s["raw_length"] for s in sections},
         "index_encodings": encodings,
         "fp32_state_dict_bytes": fp32_bytes,
-        "quantization": QUANT_SCHEME["name"],
+        "quantization": QUANT_SCHEMES[quantization]["name"],
         "other_dtype": other_dtype,
     }
 
@@ -516,6 +569,9 @@ def _decode_quantized(header: dict, sections: dict[str, bytes]):
     index = memoryview(sections["index"])
     values = np.frombuffer(sections["values"], dtype=np.int8)
     scales = np.frombuffer(sections["scales"], dtype=np.float16)
+    scheme = _SCHEME_BY_NAME.get(header.get("quantization", {}).get("name"))
+    if scheme is None:
+        raise ValueError(f"unknown quantization scheme {header.get('quantization')!r} in compact file")
     i_off = v_off = s_off = 0
     for entry in header["quantized"]:
         rows, cols = entry["shape"]
@@ -533,8 +589,11 @@ def _decode_quantized(header: dict, sections: dict[str, bytes]):
         q = np.zeros(rows * cols, dtype=np.int8)
         q[positions] = values[v_off:v_off + nnz]
         v_off += nnz
-        scale = scales[s_off:s_off + rows].copy()
-        s_off += rows
+        n_scales = rows if scheme == "per_row" else 1
+        scale = scales[s_off:s_off + n_scales].copy()
+        if len(scale) != n_scales:
+            raise ValueError("corrupt movprune compact file (scales too short)")
+        s_off += n_scales
         yield (
             entry["name"],
             torch.from_numpy(q.reshape(rows, cols)),
@@ -546,8 +605,8 @@ def _decode_quantized(header: dict, sections: dict[str, bytes]):
 
 
 def read_quantized(path: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Return ``{weight_name: (q int8 [out, in], scale float16 [out])}`` exactly
-    as stored in a compact file."""
+    """Return ``{weight_name: (q int8 [out, in], scale float16 [out] or [1])}``
+    exactly as stored in a compact file."""
     header, sections = _read_file(path)
     return {name: (q, s) for name, q, s, _ in _decode_quantized(header, sections)}
 
@@ -577,7 +636,7 @@ def load_compact(path: str | Path, runtime: str = "float") -> nn.Module:
 
     ``runtime="int8_dynamic"``: targeted layers become
     ``torch.ao.nn.quantized.dynamic.Linear`` holding the stored int8 values and
-    scales unchanged (per-channel qint8); activations are quantized on the
+    scales unchanged (per-channel or per-tensor qint8); activations are quantized on the
     fly, so outputs differ slightly from the float runtime.  (torch 2.13
     marks these quantized-tensor APIs deprecated and warns.)
 
@@ -631,9 +690,12 @@ def _to_dynamic_int8(model: nn.Module, int8_weights: dict) -> None:
         old = getattr(parent, child)
         s = scale.to(torch.float64)
         s = torch.where(s > 0, s, torch.ones_like(s))  # all-zero rows: any scale
-        qw = torch._make_per_channel_quantized_tensor(
-            q, s, torch.zeros(len(s), dtype=torch.long), 0
-        )
+        if len(s) > 1:  # per row (a one-row matrix is the same either way)
+            qw = torch._make_per_channel_quantized_tensor(
+                q, s, torch.zeros(len(s), dtype=torch.long), 0
+            )
+        else:
+            qw = torch._make_per_tensor_quantized_tensor(q, float(s[0]), 0)
         new = nnqd.Linear(old.in_features, old.out_features, dtype=torch.qint8)
         bias = None if old.bias is None else old.bias.detach().float()
         new.set_weight_bias(qw, bias)

@@ -89,8 +89,10 @@ def _kth_largest_and_count(x: torch.Tensor, k: int, sample_size: int | None = No
 def topk_mask(x: torch.Tensor, k: int, dtype: torch.dtype = torch.bool) -> torch.Tensor:
     """Mask (same shape as ``x``) with exactly ``k`` ones at the largest values.
 
-    Ties at the threshold are broken by position (first entries win), so the count is exact even
-    when many scores are equal (e.g. movement scores still at their initial value). ``dtype``:
+    On the CPU, ties at the threshold are broken by position (first entries win), so the count is
+    exact even when many scores are equal (e.g. movement scores still at their initial value).
+    On other devices (CUDA) the mask comes from :func:`topk_mask_by_indices`, which never waits
+    for the device; the count is exact there too, ties are broken by ``torch.topk``. ``dtype``:
     ``torch.bool`` or a float type (written directly, without a conversion pass).
     """
     flat = x.reshape(-1)
@@ -99,14 +101,35 @@ def topk_mask(x: torch.Tensor, k: int, dtype: torch.dtype = torch.bool) -> torch
         return torch.ones_like(x, dtype=dtype)
     if k <= 0:
         return torch.zeros_like(x, dtype=dtype)
-    thr, n_ge = _kth_largest_and_count(flat, k)
+    if flat.device.type != "cpu":
+        return topk_mask_by_indices(flat, k, dtype).view_as(x)
+    return topk_mask_by_bracket(flat, k, dtype).view_as(x)
+
+
+def topk_mask_by_bracket(x: torch.Tensor, k: int, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+    """Flat mask of the k largest entries of 1-D ``x`` (1 <= k < numel) from the sampled bracket of
+    :func:`kth_largest`; ties at the threshold are broken by position (first entries win)."""
+    n = x.numel()
+    thr, n_ge = _kth_largest_and_count(x, k)
     mask = torch.empty(n, dtype=dtype, device=x.device)
-    torch.ge(flat, thr, out=mask)
+    torch.ge(x, thr, out=mask)
     extra = n_ge - k
     if extra > 0:  # ties at the threshold: keep the first ones only
-        ties = torch.nonzero(flat == thr).squeeze(1)
+        ties = torch.nonzero(x == thr).squeeze(1)
         mask[ties[ties.numel() - extra:]] = 0
-    return mask.view_as(x)
+    return mask
+
+
+def topk_mask_by_indices(x: torch.Tensor, k: int, dtype: torch.dtype = torch.bool) -> torch.Tensor:
+    """Flat mask with ones at the indices of ``torch.topk(x, k)`` (1 <= k < numel, ``x`` 1-D).
+
+    No value ever travels back to the host, so on a GPU the selection is queued like any other
+    kernel instead of stalling the step (the bracket of :func:`kth_largest` reads counts back).
+    On a CPU it is slower than :func:`topk_mask`'s bracket, which is why only GPUs use it.
+    """
+    mask = torch.zeros(x.numel(), dtype=dtype, device=x.device)
+    mask[torch.topk(x, k, sorted=False).indices] = 1
+    return mask
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,10 +191,12 @@ class TopKSelector:
         self._key = None
 
     def _state_key(self):
+        # versions and pointers only: reading ``remaining`` (a device tensor) here would make
+        # every forward pass wait for the GPU
         parts = []
         for m in self.members:
-            t = m.importance_source()
-            parts.append((t.data_ptr(), t._version, float(m.remaining)))
+            t, r = m.importance_source(), m.remaining
+            parts.append((t.data_ptr(), t._version, id(r), r.data_ptr(), r._version))
         return _optimizer_steps, tuple(parts)
 
     def refresh(self) -> None:
@@ -183,12 +208,12 @@ class TopKSelector:
             if len(self.members) == 1:
                 m = self.members[0]
                 imp = m.importance()
-                k = round(float(m.remaining) * imp.numel())
+                k = round(m.remaining_value() * imp.numel())
                 m._set_mask(topk_mask(imp, k, dtype=m.mask.dtype))
             else:
                 imps = [m.importance().reshape(-1) for m in self.members]
                 flat = torch.cat(imps)
-                k = round(float(self.members[0].remaining) * flat.numel())
+                k = round(self.members[0].remaining_value() * flat.numel())
                 mask = topk_mask(flat, k, dtype=self.members[0].mask.dtype)
                 for m, part in zip(self.members, torch.split(mask, [i.numel() for i in imps])):
                     m._set_mask(part.view_as(m.mask))
@@ -214,6 +239,22 @@ class TopKMask(nn.Module):
         super()._apply(fn, recurse)
         self.remaining = remaining.to(self.remaining.device)
         return self
+
+    def set_remaining(self, v: float) -> None:
+        """Set the kept fraction v (what the schedule calls every step), remembering it on the
+        host so that the selection does not have to read it back from the device."""
+        self.remaining.fill_(v)
+        self._remaining_host = (id(self.remaining), self.remaining._version, float(v))
+
+    def remaining_value(self) -> float:
+        """v as a Python float (read from the buffer only if it changed behind our back, e.g.
+        by ``load_state_dict``)."""
+        r = self.remaining
+        cached = getattr(self, "_remaining_host", None)
+        if cached is None or cached[:2] != (id(r), r._version):
+            cached = (id(r), r._version, float(r))
+            object.__setattr__(self, "_remaining_host", cached)
+        return cached[2]
 
     def _set_mask(self, mask: torch.Tensor) -> None:
         self.mask = mask.to(self.mask.dtype)  # no copy when the selector already wrote this dtype

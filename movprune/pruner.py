@@ -208,7 +208,7 @@ class Pruner:
             if cfg.method in TOPK_METHODS:
                 v = 1.0 + (cfg.remaining - 1.0) * progress
                 for m in self.masks.values():
-                    m.remaining.fill_(v)
+                    m.set_remaining(v)
                 values["remaining"] = v
             elif cfg.method in PENALTY_METHODS:
                 self.lambda_ = cfg.final_lambda * progress

@@ -13,6 +13,7 @@ from movprune.export import (
     load_compact,
     quantize_model_weights,
     quantize_rowwise,
+    quantize_weight,
     read_quantized,
 )
 from pruned_helpers import inputs, random_prune_, tiny_bert
@@ -29,25 +30,43 @@ def test_quantize_rowwise_scheme():
     assert (dequantize_rowwise(q, s)[0] - w[0]).abs().max() <= s[0].float() / 2 + 1e-6
 
 
+def test_quantize_per_tensor_scheme():
+    w = torch.tensor([[0.0, 1.0, -2.54], [0.0, 0.0, 0.0], [0.004, 0.0, -0.03]])
+    q, s = quantize_weight(w, "per_tensor")
+    assert q.dtype == torch.int8 and s.shape == (1,) and s.dtype == torch.float16
+    assert s[0] == torch.tensor(2.54 / 127, dtype=torch.float16)
+    assert q[0].tolist() == [0, 50, -127] and torch.all(q[1] == 0)
+    # one scale for the whole matrix: the small row keeps few levels, and 0.004 < step/2 rounds to 0
+    assert q[2].tolist() == [0, 0, -1]
+    qr, sr = quantize_weight(w, "per_row")
+    assert torch.equal(qr, quantize_rowwise(w)[0]) and sr.shape == (3,)
+    assert (dequantize_rowwise(q, s) - w).abs().max() <= s[0].float() / 2 + 1e-6
+    assert torch.equal(quantize_weight(torch.zeros(2, 2), "per_tensor")[1], torch.zeros(1, dtype=torch.float16))
+    with pytest.raises(ValueError, match="quantization must be one of"):
+        quantize_weight(w, "per_column")
+
+
+@pytest.mark.parametrize("quantization", ["per_row", "per_tensor"])
 @pytest.mark.parametrize("remaining", [0.10, 0.03])
-def test_round_trip_bit_exact(tmp_path, remaining):
+def test_round_trip_bit_exact(tmp_path, remaining, quantization):
     model = random_prune_(tiny_bert(), remaining)
     path = tmp_path / "m.mvp"
-    report = export_compact(model, path)
+    report = export_compact(model, path, quantization=quantization)
     assert report["file_bytes"] == os.path.getsize(path)
+    assert report["quantization"] == f"int8-sym-{quantization.replace('_', '-')}-fp16scale"
 
     # int8 values and scales are bit-exact
     stored = read_quantized(path)
     targets = find_target_linears(model)
     assert set(stored) == {f"{n}.weight" for n in targets}
     for name, lin in targets.items():
-        q, s = quantize_rowwise(lin.weight)
+        q, s = quantize_weight(lin.weight, quantization)
         q2, s2 = stored[f"{name}.weight"]
         assert torch.equal(q, q2) and torch.equal(s, s2)
 
     loaded = load_compact(path)
     assert type(loaded) is type(model)
-    ref = quantize_model_weights(model)
+    ref = quantize_model_weights(model, quantization=quantization)
     for (k, v), (k2, v2) in zip(ref.state_dict().items(), loaded.state_dict().items()):
         assert k == k2 and torch.equal(v, v2), k
     x = inputs()
@@ -86,18 +105,38 @@ def test_float32_others_and_custom_targets(tmp_path):
     assert torch.equal(loaded.bert.encoder.layer[0].attention.self.query.weight, w)
 
 
-def test_int8_dynamic_runtime(tmp_path):
+@pytest.mark.parametrize("quantization", ["per_row", "per_tensor"])
+def test_int8_dynamic_runtime(tmp_path, quantization):
     model = random_prune_(tiny_bert(), 0.10)
     path = tmp_path / "m.mvp"
-    export_compact(model, path)
+    export_compact(model, path, quantization=quantization)
     qmodel = load_compact(path, runtime="int8_dynamic")
     lin = qmodel.bert.encoder.layer[1].intermediate.dense
-    q, _ = read_quantized(path)["bert.encoder.layer.1.intermediate.dense.weight"]
+    q, s = read_quantized(path)["bert.encoder.layer.1.intermediate.dense.weight"]
     assert torch.equal(lin.weight().int_repr(), q)
+    if quantization == "per_tensor":
+        assert lin.weight().q_scale() == float(s[0])
     x = inputs()
     with torch.no_grad():
-        ref = quantize_model_weights(model)(**x).logits
+        ref = quantize_model_weights(model, quantization=quantization)(**x).logits
         assert torch.allclose(qmodel(**x).logits, ref, atol=5e-2)
+
+
+def test_per_tensor_values_compress_better_when_rows_differ(tmp_path):
+    """Rows with different ranges: per-tensor values take fewer bytes than per-row ones."""
+    model = random_prune_(tiny_bert(), 0.10)
+    with torch.no_grad():
+        for lin in find_target_linears(model).values():
+            rows = lin.weight.shape[0]
+            lin.weight.mul_(torch.logspace(-1, 0, rows)[:, None])  # row ranges spread over 10x
+    row = export_compact(model, tmp_path / "r.mvp", quantization="per_row")
+    tensor = export_compact(model, tmp_path / "t.mvp", quantization="per_tensor")
+    assert tensor["parts"]["values"] < 0.9 * row["parts"]["values"]
+    assert tensor["parts"]["scales"] < row["parts"]["scales"]
+    assert tensor["bytes_per_kept_weight"] < row["bytes_per_kept_weight"]
+    with pytest.raises(ValueError, match="quantization must be one of"):
+        export_compact(model, tmp_path / "x.mvp", quantization="int4")
+    assert not (tmp_path / "x.mvp").exists()
 
 
 def test_bad_files(tmp_path):

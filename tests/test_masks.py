@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import movprune
-from movprune.masks import HardConcreteMask, kth_largest, topk_mask
+from movprune.masks import HardConcreteMask, kth_largest, topk_mask, topk_mask_by_indices
 
 # --------------------------------------------------------------------------------------------
 # kth_largest / topk_mask against torch.topk
@@ -88,6 +88,20 @@ def test_topk_mask_breaks_ties_by_position_and_keeps_shape():
     assert mask.shape == (4, 5) and int(mask.sum()) == 7
     assert mask.reshape(-1)[:7].all() and not mask.reshape(-1)[7:].any()
     assert topk_mask(x, 0).sum() == 0 and topk_mask(x, 20).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.float32])
+def test_topk_mask_by_indices_matches_the_cpu_selection(dtype):
+    """The GPU path (no host read-back) keeps the same entries when there are no ties, and
+    exactly k entries, all >= the dropped ones, when there are."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(50_000, generator=g)
+    for k in (1, 1500, 5000, 49_999):
+        assert torch.equal(topk_mask_by_indices(x, k, dtype), topk_mask(x, k, dtype))
+    ties = torch.randint(0, 5, (50_000,), generator=g).float()
+    for k in (1500, 25_000):
+        m = topk_mask_by_indices(ties, k, dtype) != 0
+        assert int(m.sum()) == k and ties[m].min() >= ties[~m].max()
 
 
 def test_kth_largest_rejects_bad_k():

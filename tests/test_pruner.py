@@ -119,6 +119,21 @@ def test_masks_follow_optimizer_steps(bert, batch, scope, optim_kwargs):
         assert flat[keep].min() >= flat[~keep].max()
 
 
+def test_remaining_read_without_device_sync_and_after_load(bert):
+    """The schedule's v is kept on the host (no read-back from a GPU in every forward), and a v
+    loaded with ``load_state_dict`` is still picked up by the next selection."""
+    pruner = movprune.sparsify(bert, PruningConfig(method="movement", remaining=0.1))
+    pruner.update(TOTAL, TOTAL)
+    mask = next(iter(pruner.masks.values()))
+    assert mask.remaining_value() == pytest.approx(0.1)
+    state = {k: v.clone() for k, v in bert.state_dict().items()}
+    pruner.update(0, TOTAL)  # v = 1 again
+    assert _kept(pruner) == _numel(pruner)
+    bert.load_state_dict(state)  # copies v = 0.1 back into the buffers in place
+    assert mask.remaining_value() == pytest.approx(0.1)
+    assert _kept(pruner) == {name: round(0.1 * n) for name, n in _numel(pruner).items()}
+
+
 def test_remaining_survives_low_precision_cast(bert):
     """v is a buffer: casting the model to bf16 / fp16 must not change the kept count."""
     pruner = movprune.sparsify(bert, PruningConfig(method="movement", remaining=0.03))

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# What one GPU lease runs (README "GPU"), from the repository root on the lent machine, with
+# `device_payload/` (MiniLM in fp16 + data.tar.xz, built by scripts/make_device_payload.sh) and `.whl/`
+# (datasets and its two pure-Python dependencies, absent there) carried along:
+#   1. benchmarks/bench_gpu_step.py: masked vs dense training step, sync-free vs bracket top-k;
+#   2. scripts/gpu_sst2.sh: the `gpu` profile's most informative SST-2 runs, for the seconds left.
+# Everything worth keeping is copied to $OUT (records, logs), also when the runs are cut short.
+# Usage: bash scripts/device_session.sh [TOTAL_SECONDS (default 540)]
+set -u
+start=$(date +%s)
+total=${1:-540}
+out=${OUT:-/tmp/device_out}
+mkdir -p "$out"
+python3 -m pip install -q --no-deps --target /tmp/site .whl/*.whl >"$out/pip.log" 2>&1
+export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+mkdir -p /tmp/data && tar xJf device_payload/data.tar.xz -C /tmp/data
+export MOVPRUNE_MINILM_DIR=$PWD/device_payload/minilm MOVPRUNE_DATA_DIR=/tmp/data
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
+python3 -c "import torch, transformers, datasets; print(torch.__version__, transformers.__version__, datasets.__version__)" | tee -a "$out/gpu.txt"
+
+timeout 150 python3 benchmarks/bench_gpu_step.py --steps 30 --repeats 3 2>&1 \
+    | grep -v -e "Loading weights" -e "^Notes" -e "^- MISSING" -e "UNEXPECTED" | tee "$out/bench_gpu_step.log"
+
+left=$(( total - ($(date +%s) - start) - 25 ))
+if [ "$left" -gt 60 ]; then
+    bash scripts/gpu_sst2.sh "$left" >"$out/gpu_sst2.log" 2>&1
+fi
+mkdir -p "$out/results/gpu"
+cp -r results/gpu/runs "$out/results/gpu/" 2>/dev/null
+tail -5 "$out/gpu_sst2.log" 2>/dev/null
+ls "$out/results/gpu/runs" 2>/dev/null
+echo "device_session done after $(( $(date +%s) - start )) s"
