@@ -20,9 +20,9 @@ def wanted_configs(test: bool = False) -> list:
     """The 11 runs, most informative first (non-distilled ones train first anyway)."""
     grid = get_profile("gpu").all_configs(seeds=(0, 1))
     wanted = [pick(grid, "dense"), pick(grid, "movement", remaining=0.1), pick(grid, "magnitude", remaining=0.1),
-              pick(grid, "movement", remaining=0.03), pick(grid, "movement", remaining=0.01),
-              pick(grid, "movement", seed=1, remaining=0.1), pick(grid, "magnitude", remaining=0.03),
-              pick(grid, "soft_movement", final_lambda=100.0), pick(grid, "l0", final_lambda=60.0),
+              pick(grid, "movement", remaining=0.03), pick(grid, "soft_movement", final_lambda=100.0),
+              pick(grid, "l0", final_lambda=60.0), pick(grid, "movement", remaining=0.01),
+              pick(grid, "magnitude", remaining=0.03), pick(grid, "movement", seed=1, remaining=0.1),
               pick(grid, "magnitude", remaining=0.01), pick(grid, "movement", distill=True, remaining=0.1)]
     small = dict(max_steps=2, max_train_examples=64, max_eval_examples=32) if test else {}
     # no intermediate checkpoints (not part of a run's id): the machine is lent for minutes
