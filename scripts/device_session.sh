@@ -5,7 +5,7 @@
 #   1. benchmarks/bench_gpu_step.py: masked vs dense training step, sync-free vs bracket top-k;
 #   2. scripts/gpu_sst2.sh: the `gpu` profile's most informative SST-2 runs, for the seconds left.
 # Everything worth keeping is copied to $OUT (records, logs), also when the runs are cut short.
-# Usage: bash scripts/device_session.sh [TOTAL_SECONDS (default 540)]
+# Usage: [SKIP_BENCH=1] [GPU_SST2_ONLY=dense,l0] bash scripts/device_session.sh [TOTAL_SECONDS (default 540)]
 set -u
 start=$(date +%s)
 total=${1:-540}
@@ -18,15 +18,15 @@ export MOVPRUNE_MINILM_DIR=$PWD/device_payload/minilm MOVPRUNE_DATA_DIR=/tmp/dat
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
 python3 -c "import torch, transformers, datasets; print(torch.__version__, transformers.__version__, datasets.__version__)" | tee -a "$out/gpu.txt"
 
-timeout 150 python3 benchmarks/bench_gpu_step.py --steps 30 --repeats 3 2>&1 \
+[ -n "${SKIP_BENCH:-}" ] || timeout 150 python3 benchmarks/bench_gpu_step.py --steps 30 --repeats 3 2>&1 \
     | grep -v -e "Loading weights" -e "^Notes" -e "^- MISSING" -e "UNEXPECTED" | tee "$out/bench_gpu_step.log"
 
 left=$(( total - ($(date +%s) - start) - 25 ))
 if [ "$left" -gt 60 ]; then
     bash scripts/gpu_sst2.sh "$left" >"$out/gpu_sst2.log" 2>&1
 fi
-mkdir -p "$out/results/gpu"
-cp -r results/gpu/runs "$out/results/gpu/" 2>/dev/null
-tail -5 "$out/gpu_sst2.log" 2>/dev/null
-ls "$out/results/gpu/runs" 2>/dev/null
+# at most 8 files come back from $OUT: the records travel as one archive
+tar czf "$out/records.tar.gz" results/gpu/runs
+tar tzf "$out/records.tar.gz"
+tr '\r' '\n' <"$out/gpu_sst2.log" 2>/dev/null | grep -a "trained " | sed 's/.*trained /trained /' 
 echo "device_session done after $(( $(date +%s) - start )) s"

@@ -1,4 +1,7 @@
-"""The runs of scripts/gpu_sst2.sh (see there): a prioritized part of the `gpu` profile's SST-2 grid."""
+"""The runs of scripts/gpu_sst2.sh (see there): a prioritized part of the `gpu` profile's SST-2 grid.
+
+GPU_SST2_ONLY=dense,l0 (run-id prefixes after "sst2-minilm-") keeps only some of them.
+"""
 import dataclasses
 import os
 from pathlib import Path
@@ -32,7 +35,12 @@ def wanted_configs(test: bool = False) -> list:
 def main():
     test = os.environ.get("GPU_SST2_TEST") == "1"  # a seconds-long dry run of this script on any machine
     root = Path("/tmp/gpu_sst2_test" if test else ".")
-    print(run_sweeps(wanted_configs(test), ResultStore(root / "results/gpu/runs"), root / "checkpoints/gpu", jobs=6))
+    configs = wanted_configs(test)
+    only = [s for s in os.environ.get("GPU_SST2_ONLY", "").split(",") if s]  # run-id prefixes
+    if only:
+        configs = [c for c in configs if any(c.run_id().startswith("sst2-minilm-" + o) for o in only)]
+    jobs = min(6, len(configs))
+    print(run_sweeps(configs, ResultStore(root / "results/gpu/runs"), root / "checkpoints/gpu", jobs=jobs))
 
 
 if __name__ == "__main__":
