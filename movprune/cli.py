@@ -1,4 +1,4 @@
-"""Command line: ``python -m movprune {run,sweep,list,batch,diagnose}``.
+"""Command line: ``python -m movprune {run,sweep,list,batch,diagnose,export}``.
 
     python -m movprune run --task sst2 --model minilm --method movement --remaining 0.1
     python -m movprune run --task sst2 --method soft_movement --final-lambda 200 --distill
@@ -6,6 +6,7 @@
     python -m movprune list
     python -m movprune batch --profile small     # sweeps + every notebook into results/
     python -m movprune diagnose checkpoints/small/<run id>/final --task sst2   # a collapsed model?
+    python -m movprune export checkpoints/small/<run id>/final model.mvp --quantization per_tensor
 
 Every error in the input (a misspelled flag, unknown task, method or model, missing data, a
 malformed data file, v outside (0, 1], lambda < 0, a run folder of another config, ...) ends with
@@ -90,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m movprune", allow_abbrev=False,
         description="Movement pruning (Sanh, Wolf & Rush 2020): fine-prune Hugging Face encoders and "
                     "regenerate the paper's tables and figures.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,list,batch,diagnose}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,sweep,list,batch,diagnose,export}")
     p_run = sub.add_parser("run", help="one fine-pruning run (cached in the results store)", allow_abbrev=False)
     _add_run_flags(p_run, sweep=False)
     p_sweep = sub.add_parser("sweep", help="a grid of runs (missing ones only)", allow_abbrev=False)
@@ -116,7 +117,48 @@ def build_parser() -> argparse.ArgumentParser:
     p_diag.add_argument("--task", default="sst2", help="classification task whose eval examples to use")
     p_diag.add_argument("--examples", type=int, default=128, help="number of eval examples (default 128)")
     p_diag.add_argument("--data-dir", default=None)
+    p_exp = sub.add_parser("export", help="write a pruned model as a compact sparse int8 file (movprune/export.py)",
+                           description="Bake a run's pruned model and write it with movprune.export.export_compact; "
+                                       "load it back with movprune.export.load_compact.",
+                           allow_abbrev=False)
+    p_exp.add_argument("model_dir", help="a run's final/ folder (written by movprune.save_pretrained)")
+    p_exp.add_argument("output", help="the compact file to write (e.g. model.mvp)")
+    p_exp.add_argument("--quantization", choices=["per_row", "per_tensor"], default="per_row",
+                       help="int8 scales per output row (default, more precise) or per matrix (smaller)")
+    p_exp.add_argument("--force", action="store_true", help="overwrite an existing output file")
     return parser
+
+
+def _export(args) -> str:
+    """``export``: check everything before loading, write through a temporary file."""
+    from .export import export_compact
+    from .pruner import WEIGHTS_NAME, bake, from_pretrained, is_sparsified
+
+    if not os.path.isdir(args.model_dir):
+        raise ValueError(f"model folder {args.model_dir} does not exist")
+    if not os.path.isfile(os.path.join(args.model_dir, WEIGHTS_NAME)):
+        raise ValueError(f"{args.model_dir} has no {WEIGHTS_NAME}: give a run's final/ folder "
+                         "(written by movprune.save_pretrained)")
+    if os.path.exists(args.output) and not args.force:
+        raise ValueError(f"{args.output} exists; pass --force to overwrite it")
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(out_dir):
+        raise ValueError(f"output folder {out_dir} does not exist")
+    model = from_pretrained(args.model_dir)
+    if is_sparsified(model):
+        bake(model)
+    tmp = f"{args.output}.tmp-{os.getpid()}"
+    try:
+        report = export_compact(model, tmp, quantization=args.quantization)
+        os.replace(tmp, args.output)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return (f"wrote {args.output}: {report['file_bytes'] / 1e6:.2f} MB; encoder "
+            f"{report['encoder_bytes'] / 1e6:.3f} MB = {report['bytes_per_kept_weight']:.3f} bytes per kept weight "
+            f"({report['kept_weights']:,} of {report['target_weights']:,} kept, {100 * report['density']:.2f}%); "
+            f"int8 {args.quantization}, {report['kept_weights_quantized_to_zero']:,} kept weights rounded to 0; "
+            f"the fp32 state dict is {report['fp32_state_dict_bytes'] / 1e6:.1f} MB")
 
 
 def _config_kwargs(args, overrides=None) -> dict:
@@ -177,6 +219,8 @@ def main(argv=None) -> int:
             from .diagnose import diagnose_folder, format_report
 
             print(format_report(diagnose_folder(args.model_dir, args.task, args.examples, args.data_dir)))
+        elif args.command == "export":
+            print(_export(args))
     except (ValueError, OSError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"movprune: error: {msg}", file=sys.stderr)

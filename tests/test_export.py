@@ -197,3 +197,54 @@ def test_masked_model_is_rejected(tmp_path, bert):
     movprune.sparsify(bert, movprune.PruningConfig(method="magnitude", remaining=0.1))
     with pytest.raises(ValueError, match="bake"):
         export_compact(bert, tmp_path / "m.mvp")
+
+
+def _saved_pruned_run(tmp_path):
+    """A tiny BERT with magnitude masks at v = 10%, saved like a run's final/ folder."""
+    import movprune
+
+    model = tiny_bert()
+    movprune.sparsify(model, movprune.PruningConfig(method="magnitude", remaining=0.1)).update(100, 100)
+    folder = tmp_path / "final"
+    movprune.save_pretrained(model, str(folder))
+    return model, folder
+
+
+@pytest.mark.parametrize("quantization", ["per_row", "per_tensor"])
+def test_cli_export_writes_a_loadable_file(tmp_path, capsys, quantization):
+    import movprune
+    from movprune.cli import main
+
+    model, folder = _saved_pruned_run(tmp_path)
+    out = tmp_path / "m.mvp"
+    assert main(["export", str(folder), str(out), "--quantization", quantization]) == 0
+    line = capsys.readouterr().out
+    assert f"wrote {out}" in line and "bytes per kept weight" in line and quantization in line
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("m.mvp")] == ["m.mvp"]  # no temp file left
+    ref = quantize_model_weights(movprune.bake(model), quantization=quantization)
+    loaded = load_compact(out)
+    x = inputs()
+    with torch.no_grad():
+        assert torch.equal(loaded(**x).logits, ref(**x).logits)
+
+
+def test_cli_export_refuses_bad_input_and_keeps_existing_files(tmp_path, capsys):
+    from movprune.cli import main
+
+    _, folder = _saved_pruned_run(tmp_path)
+    out = tmp_path / "m.mvp"
+    out.write_bytes(b"keep me")
+    cases = [
+        (["export", str(folder), str(out)], "exists; pass --force"),
+        (["export", str(tmp_path / "nope"), str(tmp_path / "x.mvp")], "does not exist"),
+        (["export", str(tmp_path), str(tmp_path / "x.mvp")], "has no movprune_model.safetensors"),
+        (["export", str(folder), str(tmp_path / "no" / "x.mvp")], "output folder"),
+        (["export", str(folder), str(tmp_path / "x.mvp"), "--quantization", "int4"], "invalid choice"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+    assert out.read_bytes() == b"keep me" and not (tmp_path / "x.mvp").exists()
+    assert main(["export", str(folder), str(out), "--force"]) == 0
+    assert out.read_bytes()[:8] == MAGIC
