@@ -155,6 +155,18 @@ def run_notebooks(profile: str, results_dir: Path, tasks: str, log=print, notebo
     return status
 
 
+def _run_devices(runs_dir: Path) -> dict:
+    """``{device: number of records}`` of a results store (records may come from other machines)."""
+    from collections import Counter
+
+    from .store import ResultStore
+
+    if not Path(runs_dir).is_dir():
+        return {}
+    counts = Counter(r.get("device", "unknown") for r in ResultStore(runs_dir).records())
+    return dict(sorted(counts.items()))
+
+
 def write_readme(results_dir: Path, meta: dict) -> Path:
     """``results/<profile>/README.md``: every figure and table, and how they were made."""
     lines = [f"# Results — profile `{meta['profile']}`", "",
@@ -162,6 +174,10 @@ def write_readme(results_dir: Path, meta: dict) -> Path:
              f"(torch {meta['torch']}, {meta['threads']} threads), finished {meta['finished_at']}.", "",
              f"Wall time: sweeps {meta['sweeps_s'] / 60:.1f} min ({meta['sweeps'].get('trained', 0)} runs trained, "
              f"{meta['sweeps'].get('cached', 0)} cached), notebooks {meta['notebooks_s'] / 60:.1f} min.", ""]
+    devices = _run_devices(results_dir / "runs")
+    if devices:
+        lines += ["Runs in the store, by the device that trained them: "
+                  + ", ".join(f"{d} ({n})" for d, n in devices.items()) + ".", ""]
     failed_runs = meta["sweeps"].get("failed") or {}
     failed_nbs = {k: v for k, v in (meta.get("notebooks") or {}).items() if v}
     if failed_runs or failed_nbs:

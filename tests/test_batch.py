@@ -75,3 +75,17 @@ def test_failing_notebook_does_not_stop_the_others(smoke, tmp_path):
     status = run_notebooks("smoke", res, "sst2", notebooks_dir=nbs)
     assert status["b_good.ipynb"] is None
     assert "deliberately broken" in status["a_broken.ipynb"]
+
+
+def test_results_readme_names_the_devices_that_trained_the_runs(tmp_path):
+    """Records may come from another machine (a GPU lease): the profile page says which."""
+    from movprune.batch import write_readme
+    from movprune.store import ResultStore
+
+    store = ResultStore(tmp_path / "runs")
+    for i, device in enumerate(["cuda:NVIDIA H200", "cuda:NVIDIA H200", "cpu x1"]):
+        store.put({"run_id": f"r{i}", "metrics": {"accuracy": 50.0}, "device": device})
+    meta = {"profile": "gpu", "command": "python -m movprune batch --profile gpu", "machine": "x86_64, 2 CPU cores",
+            "torch": "2", "threads": 2, "finished_at": "now", "sweeps_s": 0, "sweeps": {}, "notebooks_s": 0}
+    text = write_readme(tmp_path, meta).read_text()
+    assert "by the device that trained them: cpu x1 (1), cuda:NVIDIA H200 (2)." in text
