@@ -25,6 +25,20 @@ def last_json_line(text: str) -> dict:
     raise RuntimeError("benchmark printed no JSON line")
 
 
+def headline(m: dict) -> dict:
+    """The issue's four keys, first in the JSON line (the detailed keys follow)."""
+    return {
+        "step_overhead": m.get("step_overhead_64"),  # local movement, batch 32, length 64
+        "global_topk_ms": m.get("global_topk_ms"),
+        "global_topk_share": m.get("global_topk_share"),
+        "bytes_per_kept_weight": {
+            scheme: {tag: m.get(f"bytes_per_kept_weight_{tag}_{scheme}") for tag in ("10pct", "3pct")}
+            for scheme in ("per_tensor", "per_row")
+        },
+        "sparse_speedup_3pct": {b: m.get(f"sparse_speedup_3pct_{b}") for b in ("b1", "b32")},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (noisier)")
@@ -40,7 +54,7 @@ def main() -> int:
             sys.stderr.write(out.stderr[-3000:])
             return out.returncode
         merged.update(last_json_line(out.stdout))
-    print(json.dumps(merged))
+    print(json.dumps({**headline(merged), **merged}))
     return 0
 
 
