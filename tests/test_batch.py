@@ -67,7 +67,8 @@ def test_failing_notebook_does_not_stop_the_others(smoke, tmp_path):
     good = sorted((REPO / "notebooks").glob("*.ipynb"))[0]
     shutil.copy(good, nbs / "b_good.ipynb")
     broken = json.loads(good.read_text())
-    broken["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [],
+    broken["cells"].append({"cell_type": "code", "id": "deliberately-broken", "metadata": {},
+                            "execution_count": None, "outputs": [],
                             "source": ["raise RuntimeError('deliberately broken')"]})
     (nbs / "a_broken.ipynb").write_text(json.dumps(broken))
     res = tmp_path / "smoke"
