@@ -33,9 +33,8 @@ from movprune.export import QUANT_SCHEMES, export_compact, load_compact  # noqa:
 
 
 @torch.inference_mode()
-def dev_metric(model, tokenizer, task: str, max_length: int, batch_size: int = 128) -> float:
-    """The task's main dev metric of ``model`` (dynamic padding, eval mode)."""
-    data = tokenize_task(load_task(task, split="dev"), tokenizer, max_length, task=task)
+def dev_metric(model, tokenizer, task: str, data, batch_size: int = 128) -> float:
+    """The task's main dev metric of ``model`` on the tokenized dev ``data`` (dynamic padding)."""
     collate = transformers.DataCollatorWithPadding(tokenizer)
     preds, labels = [], []
     for start in range(0, len(data), batch_size):
@@ -62,15 +61,16 @@ def main() -> int:
         cfg = json.loads(cfg_path.read_text())
         model = movprune.bake(movprune.from_pretrained(str(run))).eval()
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(run))
+        dev = tokenize_task(load_task(cfg["task"], split="dev"), tokenizer, cfg["max_length"], task=cfg["task"])
         row = {"run": run.parent.name, "task": cfg["task"], "metric": main_metric(cfg["task"]),
-               "float": dev_metric(model, tokenizer, cfg["task"], cfg["max_length"])}
+               "float": dev_metric(model, tokenizer, cfg["task"], dev)}
         with tempfile.TemporaryDirectory() as tmp:
             for scheme in QUANT_SCHEMES:
                 rep = export_compact(model, Path(tmp) / "m.mvp", quantization=scheme)
                 loaded = load_compact(Path(tmp) / "m.mvp")
                 row["density"] = round(rep["density"], 4)
                 row[scheme] = {
-                    "dev": dev_metric(loaded, tokenizer, cfg["task"], cfg["max_length"]),
+                    "dev": dev_metric(loaded, tokenizer, cfg["task"], dev),
                     "bytes_per_kept_weight": round(rep["bytes_per_kept_weight"], 3),
                     "kept_quantized_to_zero": rep["kept_weights_quantized_to_zero"],
                 }

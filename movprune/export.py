@@ -133,7 +133,6 @@ QUANT_SCHEMES = {
         **_COMMON_SCHEME,
     },
 }
-QUANT_SCHEME = QUANT_SCHEMES["per_row"]  # the default (format version 1 files all use it)
 _SCHEME_BY_NAME = {v["name"]: k for k, v in QUANT_SCHEMES.items()}
 
 #: Fallback targets: the six encoder Linear layers of every BERT-family layer.

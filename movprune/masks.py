@@ -244,7 +244,10 @@ class TopKMask(nn.Module):
         """Set the kept fraction v (what the schedule calls every step), remembering it on the
         host so that the selection does not have to read it back from the device."""
         self.remaining.fill_(v)
-        self._remaining_host = (id(self.remaining), self.remaining._version, float(v))
+        # the value as the buffer holds it (float32 rounding included), so k is the same whether
+        # it comes from here or from reading the buffer after load_state_dict
+        held = torch.tensor(v, dtype=self.remaining.dtype).item()
+        object.__setattr__(self, "_remaining_host", (id(self.remaining), self.remaining._version, held))
 
     def remaining_value(self) -> float:
         """v as a Python float (read from the buffer only if it changed behind our back, e.g.

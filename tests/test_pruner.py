@@ -126,6 +126,7 @@ def test_remaining_read_without_device_sync_and_after_load(bert):
     pruner.update(TOTAL, TOTAL)
     mask = next(iter(pruner.masks.values()))
     assert mask.remaining_value() == pytest.approx(0.1)
+    assert mask.remaining_value() == float(mask.remaining)  # the buffer's float32 value, exactly
     state = {k: v.clone() for k, v in bert.state_dict().items()}
     pruner.update(0, TOTAL)  # v = 1 again
     assert _kept(pruner) == _numel(pruner)
