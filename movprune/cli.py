@@ -40,6 +40,8 @@ RUN_FIELDS = {  # CLI flag -> (RunConfig field, type, help)
     "lr_warmup": (float, "fraction of steps of linear LR warm-up"),
     "sparsity_warmup": (float, "fraction of steps before pruning starts"),
     "sparsity_cooldown": (float, "fraction of steps at the final sparsity"),
+    "sparsity_warmup_steps": (int, "optimizer steps before the first weight is pruned (overrides --sparsity-warmup)"),
+    "sparsity_cooldown_steps": (int, "optimizer steps at the final sparsity (overrides --sparsity-cooldown)"),
     "alpha_distil": (float, "weight of the distillation loss (paper: 0.9)"),
     "alpha_ce": (float, "weight of the task loss when distilling (paper: 0.1)"),
     "temperature": (float, "distillation temperature (paper: 2)"),
@@ -78,6 +80,16 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
         else:
             p.add_argument(flag, type=typ, help=help_)
     p.add_argument("--distill", action="store_true", help="distil from a dense fine-tuned teacher")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (fp32 master weights; CPUs with avx512_bf16, GPUs)")
+    p.add_argument("--group-by-length", action="store_true",
+                   help="batches of similar lengths (less padding) instead of uniform shuffling")
+    lam = p.add_mutually_exclusive_group()
+    lam.add_argument("--constant-lambda", dest="constant_lambda", action="store_true", default=None,
+                     help="regularization weight at its final value from step 0 (default for l0)")
+    lam.add_argument("--ramp-lambda", dest="constant_lambda", action="store_false",
+                     help="regularization weight ramped by the cubic schedule (default for soft_movement)")
+    p.add_argument("--stop-on-collapse", action="store_true",
+                   help="end training once the loss sits at ln(num_labels) after pruning began (classification)")
     p.add_argument("--no-freeze-embeddings", action="store_true", help="also train the embeddings")
     p.add_argument("--store", default="results/runs", help="results store folder (default results/runs)")
     p.add_argument("--work-dir", default="checkpoints", help="checkpoints and final models (default checkpoints)")
@@ -164,7 +176,10 @@ def _export(args) -> str:
 def _config_kwargs(args, overrides=None) -> dict:
     kwargs = {name: getattr(args, name) for name in RUN_FIELDS if getattr(args, name, None) is not None}
     kwargs.update(overrides or {})
-    kwargs["distill"] = args.distill
+    for flag in ("distill", "bf16", "group_by_length", "stop_on_collapse"):
+        kwargs[flag] = getattr(args, flag)
+    if args.constant_lambda is not None:
+        kwargs["constant_lambda"] = args.constant_lambda
     if getattr(args, "save_steps", None) is not None:
         kwargs["save_steps"] = args.save_steps
     if args.no_freeze_embeddings:

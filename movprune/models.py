@@ -103,6 +103,31 @@ def check_model_folder(path: str, kind: str | None = None, num_labels: int | Non
         raise ModelError(f"model folder {path} has no weights ({' or '.join(WEIGHT_FILES[::2])})")
 
 
+def max_positions(name: str) -> int | None:
+    """The longest input (tokens) the model's position embeddings allow, or None when unknown."""
+    if name == "tiny":
+        return TINY["max_position_embeddings"]
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(resolve(name))
+    except (OSError, ValueError):
+        return None
+    n = getattr(config, "max_position_embeddings", None)
+    if n is None:
+        return None
+    if config.model_type in ("roberta", "xlm-roberta", "camembert"):  # positions start after the padding index
+        n -= (getattr(config, "pad_token_id", 1) or 1) + 1
+    return n
+
+
+def check_max_length(name: str, max_length: int) -> None:
+    """One-line error when ``max_length`` exceeds what the model's position embeddings allow."""
+    limit = max_positions(name)
+    if limit is not None and max_length > limit:
+        raise ModelError(f"max_length {max_length} exceeds model {name!r}'s position limit ({limit} tokens)")
+
+
 def load_tokenizer(name: str):
     """The tokenizer of a model name."""
     from transformers import AutoTokenizer

@@ -59,6 +59,10 @@ class PruningConfig:
         final_lambda: final regularization weight (``soft_movement``, ``l0``), >= 0.
         final_threshold: final tau on sigmoid(S) for ``soft_movement`` (paper: 0.1), in [0, 1).
         warmup / cooldown: fractions of training before the ramp starts and after it ends.
+        warmup_steps / cooldown_steps: the same in optimizer steps (override the fractions).
+        constant_lambda: keep lambda at ``final_lambda`` from step 0 instead of ramping it with the
+            cubic schedule. Default per method, as in the authors' runs: L0 constant (their
+            threshold stays 1), soft movement ramped (lambda follows tau 0 -> ``final_threshold``).
         target_modules: regexes over module names; default per ``model.config.model_type``.
         score_init: initial score value (movement 0, soft movement 0, L0 2.197 = logit(0.9)).
         l0_left / l0_right / l0_beta: hard-concrete stretch interval and temperature.
@@ -71,6 +75,9 @@ class PruningConfig:
     final_threshold: float = 0.1
     warmup: float = 0.1
     cooldown: float = 0.2
+    warmup_steps: Optional[int] = None
+    cooldown_steps: Optional[int] = None
+    constant_lambda: Optional[bool] = None
     target_modules: Optional[list] = None
     score_init: Optional[float] = None
     l0_left: float = -0.1
@@ -113,11 +120,13 @@ class PruningConfig:
                     raise ValueError(f"target_modules pattern {pattern!r} is not a valid regex: {e}") from None
         if not (self.l0_left < 0.0 and self.l0_right > 1.0 and self.l0_beta > 0):
             raise ValueError("hard-concrete needs l0_left < 0, l0_right > 1 and l0_beta > 0")
+        if self.constant_lambda is None:
+            self.constant_lambda = self.method == "l0"
         self.schedule  # validates warmup / cooldown
 
     @property
     def schedule(self) -> CubicSchedule:
-        return CubicSchedule(self.warmup, self.cooldown)
+        return CubicSchedule(self.warmup, self.cooldown, self.warmup_steps, self.cooldown_steps)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -211,7 +220,7 @@ class Pruner:
                     m.set_remaining(v)
                 values["remaining"] = v
             elif cfg.method in PENALTY_METHODS:
-                self.lambda_ = cfg.final_lambda * progress
+                self.lambda_ = cfg.final_lambda * (1.0 if cfg.constant_lambda else progress)
                 values["lambda"] = self.lambda_
                 if cfg.method == "soft_movement":
                     tau = cfg.final_threshold * progress

@@ -41,9 +41,16 @@ from .store import ResultStore
 DEFAULT_STORE = "results/runs"
 DEFAULT_WORK_DIR = "checkpoints"
 ANALYSIS_SAMPLE = 20000  # entries of one matrix kept per run for the weight-distribution figures
+# a classification run counts as collapsed in training once its loss is within 3% of ln(num_labels),
+# the loss of a constant uniform prediction (SST-2's label prior alone gives 0.686 = 0.99 ln 2)
+COLLAPSE_FRACTION = 0.97
 
 # fields that do not change a run's result, so they stay out of its id
 _NOT_IN_ID = ("data_dir", "teacher_dir", "save_steps", "eval_batch_size")
+# fields added after records existed, with the value every earlier run had: a field at that value
+# stays out of the id, so earlier records keep their ids (and old run folders still resume)
+LEGACY_VALUES = {"sparsity_warmup_steps": None, "sparsity_cooldown_steps": None, "constant_lambda": False,
+                 "bf16": False, "group_by_length": True, "stop_on_collapse": False}
 
 
 _FLOAT_FIELDS = ("remaining", "final_lambda", "final_threshold", "epochs", "lr", "score_lr", "lr_warmup",
@@ -72,6 +79,12 @@ class RunConfig:
     lr_warmup: float = 0.1
     sparsity_warmup: float = 0.1
     sparsity_cooldown: float = 0.2
+    sparsity_warmup_steps: Optional[int] = None    # optimizer steps before the first weight is pruned
+    sparsity_cooldown_steps: Optional[int] = None  # optimizer steps at the final sparsity
+    constant_lambda: Optional[bool] = None  # None: L0 constant, soft movement ramped (the authors' runs)
+    bf16: bool = False              # bf16 autocast for training and eval (fp32 master weights)
+    group_by_length: bool = False   # batches of similar lengths; False = uniform shuffling (paper)
+    stop_on_collapse: bool = False  # end training early once the loss sits at the label entropy
     freeze_embeddings: bool = True
     alpha_distil: float = 0.9
     alpha_ce: float = 0.1
@@ -92,10 +105,16 @@ class RunConfig:
             value = getattr(self, name)
             if isinstance(value, int) and not isinstance(value, bool):
                 setattr(self, name, float(value))
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         for name in ("epochs", "batch_size", "max_length", "lr", "temperature"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0 or value != value:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
+        if self.constant_lambda is None:
+            self.constant_lambda = self.method == "l0"
         if not isinstance(self.save_steps, int) or self.save_steps <= 0:
             raise ValueError(f"save_steps must be a positive integer, got {self.save_steps!r}")
         if self.max_steps is not None and self.max_steps <= 0:
@@ -126,7 +145,8 @@ class RunConfig:
 
     def run_id(self) -> str:
         """Stable id: readable prefix + hash of every field that changes the result."""
-        key = {k: v for k, v in sorted(self.to_dict().items()) if k not in _NOT_IN_ID}
+        key = {k: v for k, v in sorted(self.to_dict().items())
+               if k not in _NOT_IN_ID and not (k in LEGACY_VALUES and v == LEGACY_VALUES[k])}
         digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
         target = self.target_summary().replace(" ", "_").replace("=", "")
         kd = "-kd" if self.distill else ""
@@ -144,12 +164,15 @@ class RunConfig:
             return PruningConfig(method="dense")
         return PruningConfig(method=self.method, remaining=self.remaining, scope=self.scope,
                              final_lambda=self.final_lambda, final_threshold=self.final_threshold,
-                             warmup=self.sparsity_warmup, cooldown=self.sparsity_cooldown)
+                             warmup=self.sparsity_warmup, cooldown=self.sparsity_cooldown,
+                             warmup_steps=self.sparsity_warmup_steps, cooldown_steps=self.sparsity_cooldown_steps,
+                             constant_lambda=self.constant_lambda)
 
     def teacher_config(self) -> "RunConfig":
         """The dense, non-distilled run with the same data and budget: the distillation teacher."""
         return dataclasses.replace(self, method="dense", remaining=None, scope="local", final_lambda=None,
-                                   distill=False, score_lr=None, teacher_dir=None)
+                                   distill=False, score_lr=None, teacher_dir=None, constant_lambda=None,
+                                   stop_on_collapse=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,11 +184,20 @@ def _trainer_classes():
     from transformers import Trainer, TrainerCallback
 
     class PruningTrainer(Trainer):
-        """Trainer + regularization + optional distillation."""
+        """Trainer + regularization + optional distillation; evaluation in dataset order."""
 
         def __init__(self, *args, pruner=None, teacher=None, run_config=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.pruner, self.teacher, self.run_config = pruner, teacher, run_config
+            if teacher is not None:
+                teacher.to(self.args.device)  # the student's device (the Trainer moved the student)
+
+        def _get_eval_sampler(self, eval_dataset):
+            # transformers >= 5 reuses length grouping for eval/predict; predictions must come back in
+            # dataset order (SQuAD pairs them with its features by position)
+            if eval_dataset is None or self.args.world_size > 1:
+                return super()._get_eval_sampler(eval_dataset)
+            return torch.utils.data.SequentialSampler(eval_dataset)
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(**inputs)
@@ -193,7 +225,28 @@ def _trainer_classes():
         def on_train_end(self, args, state, control, **kwargs):
             self.pruner.update(state.max_steps, state.max_steps)
 
-    return PruningTrainer, ScheduleCallback
+    class CollapseStopCallback(TrainerCallback):
+        """Ends training once the logged loss has sat at the label entropy for ``patience_steps`` after
+        pruning began (``--stop-on-collapse``): such runs have not recovered in any run we made, and the
+        rest of their budget is better spent on another seed. The record keeps ``stopped_at``."""
+
+        def __init__(self, ceiling: float, pruning_starts: float, patience_steps: int = 200):
+            self.ceiling, self.pruning_starts, self.patience_steps = ceiling, pruning_starts, patience_steps
+            self.since, self.stopped_at = None, None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if loss is None or state.global_step <= self.pruning_starts:
+                return
+            if loss < COLLAPSE_FRACTION * self.ceiling:
+                self.since = None
+                return
+            self.since = state.global_step if self.since is None else self.since
+            if state.global_step - self.since >= self.patience_steps:
+                self.stopped_at = state.global_step
+                control.should_training_stop = True
+
+    return PruningTrainer, ScheduleCallback, CollapseStopCallback
 
 
 def build_optimizer(model, pruner, config: RunConfig):
@@ -325,7 +378,7 @@ def check_run_folder(out_dir: Path, config: RunConfig) -> None:
         print(f"warning: unreadable {path} ({type(e).__name__}); rewriting it")
         return
     current = config.to_dict()
-    diff = [k for k in current if k not in _NOT_IN_ID and saved.get(k, "<missing>") != current[k]]
+    diff = [k for k in current if k not in _NOT_IN_ID and saved.get(k, LEGACY_VALUES.get(k, "<missing>")) != current[k]]
     if diff:
         shown = ", ".join(f"{k} {saved.get(k, '<missing>')!r} != {current[k]!r}" for k in diff[:3])
         raise ValueError(f"run folder {out_dir} belongs to a different config ({shown}); refusing to resume "
@@ -365,6 +418,9 @@ def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progr
     """A fresh model with masks, its optimizer and its Trainer."""
     from transformers import DataCollatorWithPadding, TrainingArguments
 
+    from transformers import set_seed
+
+    set_seed(config.seed)  # before the model: a new classifier / QA head is drawn from the run's seed
     model = models.load_model(config.model, spec.kind, spec.num_labels, config.seed)
     if config.freeze_embeddings:
         freeze_embeddings(model)
@@ -381,33 +437,54 @@ def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progr
         per_device_eval_batch_size=config.eval_batch_size, max_steps=max_steps,
         learning_rate=config.lr, lr_scheduler_type="linear", warmup_steps=config.lr_warmup,
         weight_decay=0.0, max_grad_norm=1.0, seed=config.seed, data_seed=config.seed,
-        logging_steps=max(1, max_steps // 20), save_strategy="steps", save_steps=config.save_steps,
+        logging_steps=max(1, max_steps // 100), save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=2, eval_strategy="no", report_to=[], disable_tqdm=not progress,
-        dataloader_num_workers=0, **_length_grouping(),
+        dataloader_num_workers=0, bf16=config.bf16, **_length_grouping(config.group_by_length),
         use_cpu=not torch.cuda.is_available(),
     )
-    PruningTrainer, ScheduleCallback = _trainer_classes()
+    PruningTrainer, ScheduleCallback, CollapseStopCallback = _trainer_classes()
+    callbacks = [ScheduleCallback(pruner)]
+    collapse = None
+    if config.stop_on_collapse and spec.kind == "classification":
+        start, _ = config.pruning_config().schedule.bounds(max_steps)
+        collapse = CollapseStopCallback(math.log(spec.num_labels), start)
+        callbacks.append(collapse)
     trainer = PruningTrainer(
         model=model, args=args, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tokenizer),
         processing_class=tokenizer, optimizers=(build_optimizer(model, pruner, config), None),
-        callbacks=[ScheduleCallback(pruner)], pruner=pruner, teacher=teacher, run_config=config,
+        callbacks=callbacks, pruner=pruner, teacher=teacher, run_config=config,
     )
     if not progress:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
     return dict(trainer=trainer, model=model, pruner=pruner, targets=targets, sample_name=sample_name,
-                sample_idx=sample_idx, pretrained_sample=pretrained_sample)
+                sample_idx=sample_idx, pretrained_sample=pretrained_sample, collapse=collapse)
 
 
-def _length_grouping() -> dict:
-    """Batches of similar lengths (less padding), under the argument name this transformers uses."""
+def _length_grouping(group: bool) -> dict:
+    """Batches of similar lengths (less padding) or uniform shuffling, under this transformers' argument."""
     from transformers import TrainingArguments
 
     names = {f.name for f in dataclasses.fields(TrainingArguments)}
     if "train_sampling_strategy" in names:
-        return {"train_sampling_strategy": "group_by_length"}
-    return {"group_by_length": True}
+        return {"train_sampling_strategy": "group_by_length" if group else "random"}
+    return {"group_by_length": group}
+
+
+def collapse_step(loss_curve, num_labels: int, after: float = 0.0) -> Optional[int]:
+    """First logged step after ``after`` from which the training loss stayed within 3% of ln(num_labels)
+    to the end of the curve (a run that ended predicting a constant); None if it never did."""
+    ceiling = COLLAPSE_FRACTION * math.log(num_labels)
+    found = None
+    for step, loss in loss_curve:
+        if step <= after:
+            continue
+        if loss >= ceiling:
+            found = step if found is None else found
+        else:
+            found = None
+    return found
 
 
 def _is_load_error(e: Exception) -> bool:
@@ -438,6 +515,7 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
     store.check_writable()
     spec = data_mod.get_task(config.task)
     models.check_model_name(config.model, spec.kind, spec.num_labels)
+    models.check_max_length(config.model, config.max_length)
     out_dir = Path(work_dir) / run_id
     check_run_folder(out_dir, config)
     tokenizer = models.load_tokenizer(config.model)
@@ -476,6 +554,7 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
 
     pruner.update(max_steps, max_steps)
     t1 = time.time()
+    stopped_at = built["collapse"].stopped_at if built["collapse"] is not None else None
     details: dict = {}
     metrics = evaluate(trainer, spec, eval_data, details)
     counts = details.get("predicted_class_counts")
@@ -486,6 +565,8 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
     save_pretrained(model, str(final_dir), tokenizer)
     _save_analysis(store, run_id, model, targets, sample_name, sample_idx, pretrained_sample)
 
+    loss_curve = [[h["step"], round(float(h["loss"]), 4)] for h in trainer.state.log_history if "loss" in h]
+    pruning_starts, _ = config.pruning_config().schedule.bounds(max_steps)
     record = {
         "run_id": run_id,
         **{k: v for k, v in config.to_dict().items() if k not in ("data_dir", "teacher_dir")},
@@ -502,8 +583,13 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         "per_layer": {str(k): v for k, v in report["per_layer"].items()},
         "per_type": report["per_type"],
         "per_matrix": report["per_matrix"],
-        # the Trainer's logged training loss (every max_steps // 20 steps): shows *when* a run collapsed
-        "loss_curve": [[h["step"], round(float(h["loss"]), 4)] for h in trainer.state.log_history if "loss" in h],
+        # the Trainer's logged training loss (every max_steps // 100 steps): shows *when* a run collapsed
+        "loss_curve": loss_curve,
+        "pruning_starts_at": pruning_starts if config.method != "dense" else None,
+        # first logged step from which the loss stayed at ln(num_labels) (classification), else None
+        "collapse_step": (collapse_step(loss_curve, spec.num_labels, pruning_starts)
+                          if spec.kind == "classification" and config.method not in ("dense", "zero_encoder") else None),
+        "stopped_at": stopped_at,  # --stop-on-collapse ended training here (final sparsity set, then eval)
         "train_examples": n_train,
         "steps": max_steps,
         "train_time_s": round(train_time, 1),

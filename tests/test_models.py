@@ -40,5 +40,8 @@ def test_length_grouping_uses_a_real_training_argument():
 
     from movprune.train import _length_grouping
 
-    (name, value), = _length_grouping().items()
+    (name, value), = _length_grouping(True).items()
     assert name in {f.name for f in dataclasses.fields(TrainingArguments)} and value in ("group_by_length", True)
+    (name, value), = _length_grouping(False).items()
+    args = TrainingArguments(output_dir="unused", use_cpu=True, **{name: value})
+    assert getattr(args, name) in ("random", False)

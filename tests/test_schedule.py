@@ -88,8 +88,18 @@ def test_pruner_update_soft_movement_threshold_and_lambda(bert):
     assert all(float(m.threshold) == pytest.approx(0.1, rel=1e-7) for m in masks)
 
 
-def test_pruner_update_l0_lambda(bert):
+def test_pruner_update_l0_lambda_constant_by_default(bert):
+    """The authors' L0 runs keep lambda constant from step 0 (their threshold stays 1)."""
     pruner = movprune.sparsify(bert, movprune.PruningConfig(method="l0", final_lambda=5.0))
+    assert pruner.config.constant_lambda is True
+    for step in (0, 5, 45, TOTAL):
+        assert pruner.update(step, TOTAL)["lambda"] == 5.0
+    soft = movprune.PruningConfig(method="soft_movement", final_lambda=5.0)
+    assert soft.constant_lambda is False
+
+
+def test_pruner_update_l0_lambda_ramped_on_request(bert):
+    pruner = movprune.sparsify(bert, movprune.PruningConfig(method="l0", final_lambda=5.0, constant_lambda=False))
     assert pruner.update(0, TOTAL)["lambda"] == 0.0
     assert pruner.update(45, TOTAL)["lambda"] == pytest.approx(5.0 * 0.875)
     assert pruner.update(TOTAL, TOTAL)["lambda"] == 5.0
@@ -108,3 +118,20 @@ def test_update_recomputes_masks(bert):
         assert counts[-1] == round(v * n)
     assert counts[0] == n and counts[-1] == round(0.1 * n)
     assert all(a > b for a, b in zip(counts, counts[1:]))
+
+
+def test_absolute_warmup_and_cooldown_steps():
+    """warmup_steps / cooldown_steps fix the ramp in optimizer steps whatever the total."""
+    s = CubicSchedule(warmup=0.1, cooldown=0.2, warmup_steps=1000, cooldown_steps=400)
+    assert s.bounds(2400) == (1000, 2000)
+    assert s.progress(1000, 2400) == 0.0 and s.progress(1001, 2400) > 0.0
+    assert s.progress(1500, 2400) == pytest.approx(0.875)
+    assert s.progress(2000, 2400) == 1.0
+    # the ramp keeps its length when the warm-up moves: 180 steps of warm-up, same 1,000-step ramp
+    assert CubicSchedule(warmup_steps=180, cooldown_steps=400).bounds(1580) == (180, 1180)
+    with pytest.raises(ValueError, match="leave room"):
+        CubicSchedule(warmup_steps=1000, cooldown_steps=400).progress(0, 1400)
+    with pytest.raises(ValueError, match="integer >= 0"):
+        CubicSchedule(warmup_steps=-1)
+    cfg = movprune.PruningConfig(method="movement", remaining=0.1, warmup_steps=1000, cooldown_steps=400)
+    assert cfg.schedule.bounds(2400) == (1000, 2000)

@@ -1,0 +1,132 @@
+"""The collapse map: when does movement pruning to 10% collapse on MiniLM-L6 / SST-2?
+
+One factor at a time around one base recipe, several seeds per setting (docs/findings.md):
+
+    python scripts/collapse_map.py list                      # settings, their commands, what is stored
+    python scripts/collapse_map.py run warmup1000 warmup180  # train the missing runs (2 at a time)
+    python scripts/collapse_map.py table                     # the markdown table of docs/findings.md
+
+Base recipe (the reviewer's independent recipe, on the Trainer): all 76,961 SST-2 phrases, batch 64,
+max length 64, 2,400 optimizer steps (2 epochs), weight lr 5e-5 and score lr 1e-2 with linear warm-up
+over 10% of the steps then linear decay, no weight decay, embeddings frozen, uniform shuffling, local
+top-k over the six linear maps of each layer, cubic schedule whose ramp lasts 1,000 steps and ends 400
+steps before the end; bf16 autocast. Settings change one thing. Collapsed runs stop 200 steps after
+their loss reached ln 2 (``--stop-on-collapse``): their accuracy is that of the model at that step,
+pruned to the final 10%.
+
+Records go to ``results/collapse_map/runs`` (checkpoints to ``checkpoints/collapse_map``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+STORE = ROOT / "results" / "collapse_map" / "runs"
+WORK = ROOT / "checkpoints" / "collapse_map"
+TOTAL, RAMP, COOLDOWN = 2400, 1000, 400
+BASE = dict(task="sst2", model="minilm", method="movement", remaining=0.1, batch_size=64, max_length=64,
+            lr=5e-5, score_lr=1e-2, max_steps=TOTAL, bf16=True, stop_on_collapse=True)
+
+
+def _warmup(steps: int) -> dict:
+    """First weight pruned after ``steps`` optimizer steps; the 1,000-step ramp and the total stay fixed."""
+    return dict(sparsity_warmup_steps=steps, sparsity_cooldown_steps=TOTAL - steps - RAMP)
+
+
+# name -> (what changes, RunConfig overrides of BASE)
+SETTINGS = {
+    "warmup1000": ("first weight pruned after 1,000 steps", _warmup(1000)),
+    "warmup180": ("first weight pruned after 180 steps", _warmup(180)),
+    "warmup1000-grouped": ("warm-up 1,000, length-grouped batches", dict(_warmup(1000), group_by_length=True)),
+    "warmup1000-fp32": ("warm-up 1,000, fp32", dict(_warmup(1000), bf16=False)),
+    "warmup1000-bs32": ("warm-up 1,000, batch 32 (same steps)", dict(_warmup(1000), batch_size=32)),
+    "warmup1000-lr3e-5": ("warm-up 1,000, weight lr 3e-5", dict(_warmup(1000), lr=3e-5)),
+}
+SEEDS = (0, 1, 2)
+
+
+def configs(name: str, seeds=SEEDS):
+    from movprune.train import RunConfig
+
+    _, overrides = SETTINGS[name]
+    return [RunConfig(**{**BASE, **overrides, "seed": s}) for s in seeds]
+
+
+def command(config) -> str:
+    """The ``python -m movprune run`` line that trains ``config`` into this study's store."""
+    from movprune.train import RunConfig
+
+    default = RunConfig()
+    parts = ["python -m movprune run"]
+    for key, value in config.to_dict().items():
+        if key == "constant_lambda" or value == getattr(default, key):
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts.append(flag if value is True else f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    parts += [f"--store {STORE.relative_to(ROOT)}", f"--work-dir {WORK.relative_to(ROOT)}"]
+    return " ".join(parts)
+
+
+def table() -> str:
+    """One row per setting: accuracy per seed, collapsed or not, the step the loss reached ln 2."""
+    from movprune.store import ResultStore
+
+    store = ResultStore(STORE)
+    rows = ["| setting | n | SST-2 dev accuracy per seed (s0, s1, s2) | mean ± std | collapsed | loss at ln 2 from step |",
+            "|---|---|---|---|---|---|"]
+    for name, (what, _) in SETTINGS.items():
+        recs = [store.get(c.run_id()) for c in configs(name)]
+        done = [r for r in recs if r is not None]
+        if not done:
+            continue
+        accs = " / ".join(f"{r['score']:.2f}" if r else "–" for r in recs)
+        scores = [r["score"] for r in done]
+        mean = statistics.mean(scores)
+        std = statistics.stdev(scores) if len(scores) > 1 else math.nan
+        collapsed = sum(bool(r.get("collapsed")) or r.get("collapse_step") is not None for r in done)
+        steps = ", ".join(str(r["collapse_step"]) for r in done if r.get("collapse_step") is not None) or "never"
+        rows.append(f"| `{name}`: {what} | {len(done)} | {accs} | {mean:.2f} ± {std:.2f} | {collapsed} of {len(done)} | {steps} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list")
+    p_run = sub.add_parser("run")
+    p_run.add_argument("settings", nargs="+", choices=list(SETTINGS))
+    p_run.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    p_run.add_argument("--jobs", type=int, default=2)
+    sub.add_parser("table")
+    args = ap.parse_args(argv)
+    if args.cmd == "list":
+        from movprune.store import ResultStore
+
+        store = ResultStore(STORE)
+        for name, (what, _) in SETTINGS.items():
+            print(f"{name}: {what}")
+            for c in configs(name):
+                print(f"  [{'stored' if store.get(c.run_id()) else 'missing'}] {command(c)}")
+    elif args.cmd == "run":
+        from movprune.batch import run_sweeps
+        from movprune.store import ResultStore
+
+        todo = [c for name in args.settings for c in configs(name, args.seeds)]
+        result = run_sweeps(todo, ResultStore(STORE), WORK, jobs=args.jobs)
+        return 1 if result.get("failures") else 0
+    else:
+        print(table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
