@@ -165,7 +165,12 @@ def _target_remaining(rec: dict) -> Optional[float]:
     return None
 
 
+# recipe fields that change a run's result besides its budget: records differing there are different
+# configurations (none may hide another); a record without the field had the legacy value
+RECIPE_FIELDS = ("lr", "score_lr", "max_length", "final_threshold", "freeze_embeddings", "bf16", "group_by_length",
+                 "constant_lambda", "sparsity_warmup_steps", "sparsity_cooldown_steps", "stop_on_collapse")
 RECORD_COLUMNS = ["run_id", "task", "model", "method", "scope", "distill", "seed", "final_lambda", "target_remaining",
+                  *RECIPE_FIELDS,
                   "remaining", "remaining_paper", "remaining_pct", "remaining_paper_pct", "main_metric", "score",
                   "steps", "train_time_s", "device", "finished_at", "metrics", "per_layer", "per_type", "per_matrix",
                   "npz"]
@@ -202,6 +207,10 @@ def records_frame(records: Iterable[dict], store_root: Optional[Path] = None) ->
             "metrics": metrics, "per_layer": rec.get("per_layer") or {}, "per_type": rec.get("per_type") or {},
             "per_matrix": rec.get("per_matrix") or {}, "npz": npz,
         }
+        from .train import LEGACY_VALUES
+
+        for k in RECIPE_FIELDS:
+            row[k] = rec.get(k, LEGACY_VALUES.get(k))
         for k, v in metrics.items():
             row[f"metric_{k}"] = v
         rows.append(row)
@@ -216,10 +225,11 @@ def records_frame(records: Iterable[dict], store_root: Optional[Path] = None) ->
 
 
 def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
-    """Keep the newest record of each configuration (task, model, method, target, distill, seed)."""
+    """Keep the newest record of each configuration (task, model, method, target, distill, seed and the
+    recipe fields); records that differ only in budget (steps, examples) are the same configuration."""
     if df.empty:
         return df
-    key = ["task", "model", "method", "scope", "distill", "seed", "target_remaining", "final_lambda"]
+    key = ["task", "model", "method", "scope", "distill", "seed", "target_remaining", "final_lambda", *RECIPE_FIELDS]
     k = ["|".join(repr(v) for v in row) for row in df[key].itertuples(index=False, name=None)]
     order = [str(v) if isinstance(v, str) else "" for v in df["finished_at"]]
     keep = df.assign(_k=k, _o=order).sort_values("_o").drop_duplicates("_k", keep="last").index

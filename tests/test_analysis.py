@@ -304,3 +304,20 @@ def test_method_styles_are_consistent():
     colors = [A.METHOD_STYLE[m]["color"] for m in A.TABLE_METHODS]
     assert len(set(colors)) == len(colors)
     assert set(A.METHOD_LABELS) == set(A.METHOD_STYLE)
+
+
+def test_dedupe_keeps_runs_that_differ_in_recipe():
+    """Records differing in lr / score lr / max length / threshold / frozen embeddings / recipe flags
+    are different configurations; only a different budget (steps) makes an older record stale."""
+    base = _record("a", "movement", 70.0, 0.1)
+    variants = [dict(lr=3e-5), dict(lr=5e-5), dict(score_lr=0.1), dict(max_length=128), dict(final_threshold=0.2),
+                dict(freeze_embeddings=False), dict(bf16=True), dict(group_by_length=False)]
+    records = [{**base, "run_id": f"v{i}", **v} for i, v in enumerate(variants)]
+    assert len(A._dedupe(A.records_frame(records))) == len(variants)
+    newer = {**records[0], "run_id": "newer", "steps": 20, "finished_at": "2026-02-01T00:00:00Z"}
+    kept = A._dedupe(A.records_frame([records[0], newer]))
+    assert list(kept["run_id"]) == ["newer"]
+    # a record written before a field existed has its legacy value: same configuration as one stating it
+    legacy = {**base, "run_id": "old"}
+    stated = {**base, "run_id": "new", "group_by_length": True, "finished_at": "2026-02-01T00:00:00Z"}
+    assert list(A._dedupe(A.records_frame([legacy, stated]))["run_id"]) == ["new"]

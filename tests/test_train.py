@@ -210,3 +210,73 @@ def test_cli_flags_a_collapsed_run():
     line = _fmt(rec, "work")
     assert "COLLAPSED" in line and "python -m movprune diagnose work/sst2-x/final --task sst2" in line
     assert "COLLAPSED" not in _fmt({**rec, "collapsed": False}) and "COLLAPSED" not in _fmt({**rec, "collapsed": None})
+
+
+def _headless_folder(tmp_path):
+    """A tiny pre-trained-style encoder folder without a classifier head (MiniLM's tokenizer)."""
+    import transformers
+
+    from movprune import models
+
+    folder = tmp_path / "headless"
+    config = transformers.BertConfig(vocab_size=models.load_tokenizer("tiny").vocab_size, **models.TINY)
+    transformers.BertModel(config).save_pretrained(folder)
+    models.load_tokenizer("tiny").save_pretrained(folder)
+    return folder
+
+
+def test_seed_decides_the_new_head(tmp_path):
+    """One command, one model: the classifier head a pre-trained encoder gets is drawn from the run's
+    seed, not from whatever state the global generator is in."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = _headless_folder(tmp_path)
+    heads = []
+    for i, seed in enumerate((0, 0, 1)):
+        torch.manual_seed(1000 + i)  # a different global state before each run
+        torch.rand(17)
+        cfg = RunConfig(task="sst2", **{**TINY, "model": str(folder), "max_steps": 1, "lr": 1e-12}, seed=seed,
+                        method="dense")
+        run(cfg, store=tmp_path / f"runs{i}", work_dir=tmp_path / f"work{i}", progress=False)
+        weights = load_file(tmp_path / f"work{i}" / cfg.run_id() / "final" / "movprune_model.safetensors")
+        heads.append(weights["classifier.weight"])
+    assert torch.equal(heads[0], heads[1])
+    assert not torch.allclose(heads[0], heads[2])
+
+
+def test_teacher_follows_the_student_device(tmp_path):
+    """The distillation teacher is moved to the Trainer's device (a GPU run had it on the CPU)."""
+    import torch
+    from transformers import TrainingArguments
+
+    from movprune.train import _trainer_classes
+
+    class Teacher(torch.nn.Linear):
+        moved_to = []
+
+        def to(self, *args, **kwargs):
+            Teacher.moved_to.append(args[0] if args else kwargs.get("device"))
+            return super().to(*args, **kwargs)
+
+    PruningTrainer, _, _ = _trainer_classes()
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[], use_cpu=True)
+    trainer = PruningTrainer(model=torch.nn.Linear(2, 2), args=args, teacher=Teacher(2, 2))
+    assert Teacher.moved_to == [trainer.args.device]
+
+
+def test_new_fields_keep_earlier_run_ids():
+    """Fields added later are left out of the id at the value earlier runs had, so committed records
+    keep their ids; any other value makes a new id."""
+    from movprune.profiles import get_profile
+
+    committed = {p.stem for p in (REPO / "results" / "small" / "runs").glob("*.json")}
+    expected = {c.run_id() for c in get_profile("small").all_configs()}
+    assert len(expected) == 36 and expected <= committed  # the default batch trains nothing
+    legacy = RunConfig(task="sst2", method="movement", remaining=0.1, group_by_length=True)
+    assert RunConfig(task="sst2", method="movement", remaining=0.1).run_id() != legacy.run_id()
+    assert RunConfig(task="sst2", method="movement", remaining=0.1, group_by_length=True,
+                     bf16=True).run_id() != legacy.run_id()
+    ramped = RunConfig(task="sst2", method="l0", final_lambda=10.0, group_by_length=True, constant_lambda=False)
+    assert RunConfig(task="sst2", method="l0", final_lambda=10.0, group_by_length=True).constant_lambda is True
+    assert RunConfig(task="sst2", method="l0", final_lambda=10.0, group_by_length=True).run_id() != ramped.run_id()
