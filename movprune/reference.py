@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .records import interpolate_at
+
 PAPER_TABLE_FILE = "paper_tables.csv"
 AUTHORS_RUNS_FILE = "authors_runs.csv"
 
@@ -241,8 +243,6 @@ def interpolated_paper_cells(table: str = "no_kd") -> pd.DataFrame:
 
     A check of the table's construction: returns ``task, metric, remaining_pct, method, value``.
     """
-    from .analysis import interpolate_at
-
     runs = authors_runs()
     distill = table == "kd"
     out = []

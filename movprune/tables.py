@@ -1,0 +1,281 @@
+"""Results tables from the records: table cells, the paper's Table 2 / Table 3 layout, saving.
+
+    from movprune import records, tables
+    df = records.load_records("results/small")
+    res = tables.results_table(df, ["sst2"], distill=False)       # the paper's Table 2 layout
+    tables.save_table(res.table, "results/small", "table2_sst2")  # -> tables/table2_sst2.csv, markdown
+    print(res.markdown())                                         # ours, the paper's, and the notes
+
+* ``remaining`` in a record is the kept fraction of the *targeted* encoder linear weights (what the
+  method controls); ``remaining_paper`` is the paper's convention (biases and LayerNorm count as
+  kept). Tables use ``remaining`` unless ``convention="remaining_paper"``.
+* Top-k methods (magnitude, movement) hit their target exactly: table cells take those runs.
+  L0 and soft movement do not: as in the paper, their cells are linear interpolations (in
+  remaining weights, :func:`movprune.records.interpolate_at`) between the two neighbouring runs
+  that bracket the target; never extrapolated (shown as "—"). Interpolated cells carry a "*".
+* The paper's cells (:func:`paper_results_table`) come from :mod:`movprune.reference`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import reference
+from .records import (METHOD_LABELS, PAPER_COUNTERPART, PENALTY_METHODS, RECORD_COLUMNS, TABLE_METHODS, TOPK_METHODS,
+                      _agg, _main_metric, _metric_col, _metric_values, interpolate_at, pct_label, select, task_label)
+
+
+# ---------------------------------------------------------------------------------------------
+# Vocabulary of tables
+
+# metrics shown in a table cell, joined by "/" as the paper does (default: the main metric)
+TABLE_METRICS = {"squad": ("exact_match", "f1"), "qqp": ("accuracy", "f1")}
+DASH = "—"
+
+
+# ---------------------------------------------------------------------------------------------
+# Results table
+
+
+def table_metrics(task: str, df: Optional[pd.DataFrame] = None) -> list[str]:
+    """Metrics shown for ``task`` in a table cell (SQuAD: EM/F1, QQP: acc/F1, else the main metric)."""
+    if task in TABLE_METRICS:
+        return list(TABLE_METRICS[task])
+    m = _main_metric(df if df is not None else pd.DataFrame(columns=RECORD_COLUMNS), task)
+    return [m] if m else ["score"]
+
+
+def cell_value(df: pd.DataFrame, task: str, method: str, remaining: float, distill: bool, metric: Optional[str],
+               convention: str = "remaining", scope: str = "local") -> dict:
+    """One table cell: ``{mean, std, n, interpolated}`` (mean None when no run gives it)."""
+    base = dict(mean=None, std=None, n=0, interpolated=False)
+    if method in ("dense", "zero_encoder"):
+        rows = select(df, task=task, method=method)
+        mean, std, n = _agg(_metric_values(rows, metric))
+        return {**base, "mean": mean, "std": std, "n": n}
+    rows = select(df, task=task, method=method, distill=distill)
+    if method in TOPK_METHODS:
+        rows = rows[(rows.scope == scope) & np.isclose(rows.target_remaining.astype(float), remaining, rtol=1e-6)]
+        mean, std, n = _agg(_metric_values(rows, metric))
+        return {**base, "mean": mean, "std": std, "n": n}
+    col = _metric_col(metric)
+    if col not in rows.columns or rows.empty:
+        return base
+    values = []
+    for _, g in rows.groupby("seed"):
+        v = interpolate_at(list(zip(g[convention], g[col])), remaining)
+        if v is not None:
+            values.append(v)
+    mean, std, n = _agg(values)
+    exact = any(math.isclose(x, remaining, rel_tol=1e-9) for x in rows[convention].dropna())
+    return {**base, "mean": mean, "std": std, "n": n, "interpolated": mean is not None and not exact}
+
+
+def _fmt(mean, std, digits=1) -> str:
+    if mean is None:
+        return DASH
+    s = f"{mean:.{digits}f}"
+    if std is not None:
+        s += f" ± {std:.{digits}f}"
+    return s
+
+
+@dataclass
+class ResultsTable:
+    """What :func:`results_table` returns.
+
+    * ``table`` - formatted cells (strings), rows = methods, columns = (task, remaining %).
+    * ``values`` - the same cells long-form: task, method, remaining, metric, mean, std, n, interpolated.
+    * ``raw_points`` - every L0 / soft movement run behind the interpolated cells.
+    * ``paper`` - the paper's cells for the tasks that have a counterpart (None if none).
+    * ``notes`` - caveats to print under the table.
+    """
+
+    table: pd.DataFrame
+    values: pd.DataFrame
+    raw_points: pd.DataFrame
+    paper: Optional[pd.DataFrame]
+    notes: list = field(default_factory=list)
+
+    def markdown(self) -> str:
+        parts = ["**This reproduction**", "", to_markdown(self.table)]
+        if self.paper is not None:
+            parts += ["", "**Paper (BERT-base-uncased)**", "", to_markdown(self.paper)]
+        if self.notes:
+            parts += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(parts)
+
+
+def results_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[float] = (0.10, 0.03, 0.01),
+                  distill: bool = False, convention: str = "remaining", digits: int = 1) -> ResultsTable:
+    """The paper's Table 2 (``distill=False``) / Table 3 (``distill=True``) layout from our runs.
+
+    Rows: dense, magnitude, L0, movement, soft movement, and the control "encoder all pruned";
+    columns: task x remaining weights. Top-k cells are the runs at exactly that target (mean ±
+    std over seeds when there are several); L0 / soft movement cells are interpolated between
+    the neighbouring runs (marked "*"), "—" when no pair of runs brackets the target. SQuAD
+    cells are "EM/F1" and QQP "acc/F1" as in the paper; other tasks show their main metric.
+    """
+    if isinstance(tasks, str):
+        tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    columns = pd.MultiIndex.from_tuples([(task_label(t), pct_label(s)) for t in tasks for s in sparsities],
+                                        names=["task", "remaining"])
+    index = [METHOD_LABELS[m] for m in TABLE_METHODS]
+    table = pd.DataFrame(DASH, index=index, columns=columns)
+    table.index.name = "method"
+    long = []
+    for t in tasks:
+        metrics = table_metrics(t, df)
+        for m in TABLE_METHODS:
+            for s in sparsities:
+                cells = []
+                for metric in metrics:
+                    c = cell_value(df, t, m, s, distill, metric, convention)
+                    long.append({"task": t, "method": m, "remaining": s, "metric": metric, **c})
+                    cells.append(c)
+                if all(c["mean"] is None for c in cells):
+                    continue
+                text = "/".join(_fmt(c["mean"], c["std"], digits) for c in cells)
+                if any(c["interpolated"] for c in cells):
+                    text += "*"
+                table.loc[METHOD_LABELS[m], (task_label(t), pct_label(s))] = text
+    values = pd.DataFrame(long)
+    raw = raw_points(df, tasks, distill, convention)
+    notes = [
+        f"Remaining weights = kept fraction of the encoder's targeted linear weights "
+        f"({'paper convention: + biases and LayerNorm' if convention == 'remaining_paper' else 'biases/LayerNorm not counted'}).",
+        "Dense and the control (every targeted encoder weight zeroed and frozen) do not depend on the column; "
+        "their value is repeated in each.",
+        "* = linear interpolation between the two neighbouring L0 / soft movement runs (see raw_points); "
+        "— = no run, or the target is not bracketed by two runs (never extrapolated).",
+    ]
+    n_seeds = select(df, task=list(tasks))["seed"].nunique() if not df.empty else 0
+    if n_seeds > 1:
+        notes.append(f"mean ± standard deviation over {n_seeds} seeds.")
+    if distill:
+        notes.append("With distillation from the dense fine-tuned model of the same task (the teacher).")
+    paper, paper_notes = paper_results_table(tasks, sparsities, distill)
+    notes += paper_notes
+    return ResultsTable(table=table, values=values, raw_points=raw, paper=paper, notes=notes)
+
+
+def raw_points(df: pd.DataFrame, tasks: Sequence[str], distill: Optional[bool] = None,
+               convention: str = "remaining") -> pd.DataFrame:
+    """Every L0 / soft movement run: task, method, distill, seed, lambda, remaining (%), metrics."""
+    rows = select(df, task=list(tasks), method=list(PENALTY_METHODS))
+    if distill is not None:
+        rows = rows[rows.distill == bool(distill)]
+    cols = ["task", "method", "distill", "seed", "final_lambda", "remaining_pct", "remaining_paper_pct", "score"]
+    mcols = sorted(c for c in rows.columns if c.startswith("metric_") and rows[c].notna().any())
+    out = rows[cols + mcols + ["run_id"]].rename(columns={"final_lambda": "lambda"})
+    # display precision: remaining to 1e-4 % (the runs differ at 0.005 %), metrics to 0.01 points
+    out = out.round({"remaining_pct": 4, "remaining_paper_pct": 4, "score": 2, **{c: 2 for c in mcols}})
+    return out.sort_values(["task", "method", "distill", "seed", "remaining_pct"]).reset_index(drop=True)
+
+
+def paper_results_table(tasks: Sequence[str], sparsities: Sequence[float] = (0.10, 0.03, 0.01),
+                        distill: bool = False, digits: int = 1) -> tuple[Optional[pd.DataFrame], list[str]]:
+    """The paper's cells for our tasks' counterparts (SICK -> MNLI acc_m, SQuAD -> SQuAD EM/F1, ...).
+
+    Returns ``(table or None, notes)``. Cells show the printed value; where the authors' runs say
+    otherwise (misprints) the runs' value follows in brackets. The paper has no 1% column.
+    """
+    ref = reference.paper_table()
+    table_name = "kd" if distill else "no_kd"
+    cols, notes = [], []
+    for t in tasks:
+        if t not in PAPER_COUNTERPART:
+            notes.append(f"{task_label(t)} has no counterpart in the paper (it reports SQuAD, MNLI and QQP only).")
+            continue
+        ptask, mapping = PAPER_COUNTERPART[t]
+        pmetrics = [mapping[m] for m in table_metrics(t) if m in mapping] or list(mapping.values())
+        cols.append((t, ptask, pmetrics))
+        if t == "sick":
+            notes.append("SICK (our offline stand-in) is compared with the paper's MNLI matched accuracy: "
+                         "different data, so compare trends, not values.")
+    if not cols:
+        return None, notes
+    columns = pd.MultiIndex.from_tuples(
+        [(f"{task_label(ptask)} (paper, vs {task_label(t)})" if ptask != t else f"{task_label(ptask)} (paper)",
+          pct_label(s)) for t, ptask, _ in cols for s in sparsities], names=["task", "remaining"])
+    index = [METHOD_LABELS[m] for m in TABLE_METHODS]
+    out = pd.DataFrame(DASH, index=index, columns=columns)
+    out.index.name = "method"
+    misprint = False
+    for (t, ptask, pmetrics), col0 in zip(cols, range(0, len(columns), len(sparsities))):
+        for m in TABLE_METHODS:
+            for j, s in enumerate(sparsities):
+                rem = 100.0 if m == "dense" else 100.0 * s
+                tname = "dense" if m == "dense" else table_name
+                parts, interp = [], False
+                for pm in pmetrics:
+                    hit = ref[(ref.table == tname) & (ref.task == ptask) & (ref.metric == pm) & (ref.method == m)
+                              & np.isclose(ref.remaining_pct.astype(float), rem)]
+                    if hit.empty:
+                        parts = []
+                        break
+                    vp, vr = float(hit.value_paper.iloc[0]), float(hit.value_runs.iloc[0])
+                    txt = f"{vp:.{digits}f}"
+                    if not math.isclose(vp, vr, abs_tol=1e-9):
+                        txt += f" (runs: {vr:.{digits}f})"
+                        misprint = True
+                    parts.append(txt)
+                    interp = m in PENALTY_METHODS
+                if parts:
+                    out.iloc[index.index(METHOD_LABELS[m]), col0 + j] = "/".join(parts) + ("*" if interp else "")
+    notes.append("Paper: BERT-base-uncased, full training; its Table 2 (no distillation) / Table 3 (distillation). "
+                 "The paper has no 1% column and no 'encoder all pruned' control.")
+    if misprint:
+        notes.append("(runs: x) = the authors' per-run sheet disagrees with the printed value (known misprint).")
+    return out, notes
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving
+
+
+def to_markdown(df: pd.DataFrame, index: bool = True, floatfmt: str = ".2f") -> str:
+    """A GitHub-flavoured markdown table (``tabulate`` if installed, else a small built-in formatter)."""
+    flat = flatten_columns(df)
+    try:
+        import tabulate  # noqa: F401
+
+        return flat.to_markdown(index=index, floatfmt=floatfmt)
+    except ImportError:
+        pass
+
+    def fmt(v):
+        if isinstance(v, float):
+            return DASH if math.isnan(v) else format(v, floatfmt)
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    header = ([str(flat.index.name or "")] if index else []) + [str(c) for c in flat.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for idx, row in flat.iterrows():
+        cells = ([fmt(idx)] if index else []) + [fmt(v) for v in row.tolist()]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def flatten_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """MultiIndex columns -> 'task remaining' strings (for CSV and markdown)."""
+    if isinstance(df.columns, pd.MultiIndex):
+        df = df.copy()
+        df.columns = [" ".join(str(p) for p in c if str(p)) for c in df.columns]
+    return df
+
+
+def save_table(df: pd.DataFrame, results_dir: str | os.PathLike, name: str, index: bool = True) -> str:
+    """Write ``<results_dir>/tables/<name>.csv``; return the table as markdown (for the README)."""
+    out = Path(results_dir) / "tables"
+    out.mkdir(parents=True, exist_ok=True)
+    flat = flatten_columns(df)
+    flat.to_csv(out / f"{name}.csv", index=index)
+    return to_markdown(df, index=index)
