@@ -132,27 +132,77 @@ def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print, jobs: int
     return {**counts, "failed": failures, "skipped": skipped}
 
 
+# The kernel's own log lines are noise to a user reading the batch output: a TCP-transport warning at
+# start, and "KeyboardInterrupt caught in kernel." when jupyter_client's shutdown (which always sends
+# SIGINT first) lands while the kernel is still handling a message. Cell errors still reach papermill.
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
+# executed notebooks must not change when re-rendered: no progress bars (speeds), no transformers load
+# reports (absolute paths, keys in set order), one string-hash seed (set iteration order)
+KERNEL_ENV = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1", "TRANSFORMERS_VERBOSITY": "error",
+              "PYTHONHASHSEED": "0"}
+
+
 def run_notebooks(profile: str, results_dir: Path, tasks: str, log=print, notebooks_dir: Path = NOTEBOOKS) -> dict:
-    """Execute every notebook with papermill. Returns ``{notebook: None | error message}``."""
+    """Execute every notebook with papermill. Returns ``{notebook: None | error message}``.
+
+    ``results_dir`` is passed relative to the notebooks' folder when it can be (the notebooks' own
+    default, ``../results/<profile>``), and the executed copies are scrubbed of timestamps, so that
+    rendering unchanged records twice writes identical files.
+    """
     try:
         import papermill
     except ImportError:
         raise ValueError("papermill is not installed: pip install -e '.[notebooks]' (or run with --only sweeps)") from None
     out_dir = results_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
+    param_dir = os.path.relpath(results_dir.resolve(), Path(notebooks_dir).resolve())
     status = {}
-    for nb in sorted(Path(notebooks_dir).glob("*.ipynb")):
-        t0 = time.time()
-        try:
-            papermill.execute_notebook(
-                str(nb), str(out_dir / nb.name), cwd=str(notebooks_dir), kernel_name="python3", progress_bar=False,
-                parameters={"profile": profile, "results_dir": str(results_dir.resolve()), "tasks": tasks})
-            status[nb.name] = None
-            log(f"notebook {nb.name}: ok ({time.time() - t0:.0f}s)")
-        except Exception as e:
-            status[nb.name] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"[:300]
-            log(f"notebook {nb.name}: FAILED ({status[nb.name]})")
+    saved_env = {k: os.environ.get(k) for k in KERNEL_ENV}
+    os.environ.update(KERNEL_ENV)  # the kernel inherits this process's environment
+    try:
+        for nb in sorted(Path(notebooks_dir).glob("*.ipynb")):
+            t0 = time.time()
+            out = out_dir / nb.name
+            try:
+                papermill.execute_notebook(
+                    str(nb), str(out), cwd=str(notebooks_dir), kernel_name="python3", progress_bar=False,
+                    parameters={"profile": profile, "results_dir": param_dir, "tasks": tasks},
+                    extra_arguments=KERNEL_ARGS)
+                status[nb.name] = None
+                log(f"notebook {nb.name}: ok ({time.time() - t0:.0f}s)")
+            except Exception as e:
+                status[nb.name] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"[:300]
+                log(f"notebook {nb.name}: FAILED ({status[nb.name]})")
+            if out.is_file():
+                scrub_notebook(out)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return status
+
+
+_VOLATILE_PAPERMILL = ("start_time", "end_time", "duration", "input_path", "output_path")
+
+
+def scrub_notebook(path: Path) -> None:
+    """Remove what changes on every execution from an executed notebook: papermill's and the kernel's
+    timestamps, the absolute input/output paths, and the random id of the injected parameters cell."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for key in _VOLATILE_PAPERMILL:
+        nb.get("metadata", {}).get("papermill", {}).pop(key, None)
+    for cell in nb.get("cells", []):
+        meta = cell.get("metadata", {})
+        meta.pop("execution", None)
+        for key in _VOLATILE_PAPERMILL:
+            meta.get("papermill", {}).pop(key, None)
+        if "injected-parameters" in meta.get("tags", []):
+            cell["id"] = "injected-parameters"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _run_devices(runs_dir: Path) -> dict:
@@ -167,13 +217,27 @@ def _run_devices(runs_dir: Path) -> dict:
     return dict(sorted(counts.items()))
 
 
+def _legacy_training(old: dict) -> dict:
+    """The training entry of a batch.json written before it had one (when that invocation trained)."""
+    sweeps = old.get("sweeps") or {}
+    if not sweeps.get("trained"):
+        return {}
+    return {"trained": sweeps["trained"], "wall_s": round(old.get("sweeps_s", 0.0), 1),
+            "jobs": None, "machine": old.get("machine", "?"),
+            "torch": old.get("torch", "?"), "finished_at": old.get("finished_at", "?")}
+
+
 def write_readme(results_dir: Path, meta: dict) -> Path:
     """``results/<profile>/README.md``: every figure and table, and how they were made."""
-    lines = [f"# Results — profile `{meta['profile']}`", "",
-             f"Produced by `{meta['command']}` on {meta['machine']} "
-             f"(torch {meta['torch']}, {meta['threads']} threads), finished {meta['finished_at']}.", "",
-             f"Wall time: sweeps {meta['sweeps_s'] / 60:.1f} min ({meta['sweeps'].get('trained', 0)} runs trained, "
-             f"{meta['sweeps'].get('cached', 0)} cached), notebooks {meta['notebooks_s'] / 60:.1f} min.", ""]
+    lines = [f"# Results — profile `{meta['profile']}`", "", f"Produced by `{meta['command']}`.", ""]
+    training = meta.get("training") or {}
+    if training:
+        lines += [f"Wall time of the last invocation that trained runs: {training['wall_s'] / 60:.1f} min for "
+                  f"{training['trained']} runs on {training['machine']} (torch {training['torch']}"
+                  + (f", {training['jobs']} run(s) at a time" if training.get("jobs") else "")
+                  + f"), finished {training['finished_at']}.", ""]
+    lines += [f"Runs in the store: {len(list((results_dir / 'runs').glob('*.json')))}; the last invocation trained "
+              f"{meta['sweeps'].get('trained', 0)} and found {meta['sweeps'].get('cached', 0)} cached.", ""]
     devices = _run_devices(results_dir / "runs")
     if devices:
         lines += ["Runs in the store, by the device that trained them: "
@@ -264,14 +328,14 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
     old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     import torch
 
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU cores" + (
+        f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "")
+    # only what a rerun on unchanged records reproduces exactly: no render times, no render date
     meta = {"profile": profile, "tasks": task_list, "seeds": seed_list,
             "command": f"python -m movprune batch --profile {profile}" + (f" --tasks {tasks}" if tasks else "")
             + (f" --seeds {seeds}" if seeds else ""),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores"
-            + (f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "sweeps": old.get("sweeps", {}), "sweeps_s": old.get("sweeps_s", 0.0),
-            "notebooks": old.get("notebooks", {}), "notebooks_s": old.get("notebooks_s", 0.0)}
+            "sweeps": old.get("sweeps", {}), "training": old.get("training") or _legacy_training(old),
+            "notebooks": old.get("notebooks", {})}
     ok = True
     if only in (None, "sweeps"):
         print(f"[batch] profile {profile}: {len(configs)} runs ({', '.join(task_list)}; seeds {seed_list})")
@@ -279,17 +343,20 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
         jobs = jobs or default_jobs()
         print(f"[batch] {jobs} parallel run(s)")
         sweeps = run_sweeps(configs, store, work, jobs=jobs)
-        meta["sweeps"], meta["sweeps_s"] = sweeps, time.time() - t0
+        meta["sweeps"] = sweeps
+        if sweeps["trained"] or sweeps["failed"]:
+            meta["training"] = {"trained": sweeps["trained"], "wall_s": round(time.time() - t0, 1), "jobs": jobs,
+                                "machine": machine, "torch": torch.__version__,
+                                "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         ok &= not sweeps["failed"]
     if only in (None, "notebooks"):
         t0 = time.time()
         tasks_param = ",".join(task_list)
         meta["notebooks"] = run_notebooks(profile, results_dir, tasks_param, notebooks_dir=notebooks_dir)
-        meta["notebooks_s"] = time.time() - t0
+        print(f"[batch] notebooks: {time.time() - t0:.0f}s")
         ok &= all(v is None for v in meta["notebooks"].values())
-    meta["finished_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results_dir.mkdir(parents=True, exist_ok=True)
-    meta_path.write_text(json.dumps(meta, indent=1))
+    meta_path.write_text(json.dumps(meta, indent=1) + "\n")
     readme = write_readme(results_dir, meta)
     write_index(Path(results))
     failed = list(meta["sweeps"].get("failed", {})) + [k for k, v in meta["notebooks"].items() if v]

@@ -90,3 +90,46 @@ def test_results_readme_names_the_devices_that_trained_the_runs(tmp_path):
             "torch": "2", "threads": 2, "finished_at": "now", "sweeps_s": 0, "sweeps": {}, "notebooks_s": 0}
     text = write_readme(tmp_path, meta).read_text()
     assert "by the device that trained them: cpu x1 (1), cuda:NVIDIA H200 (2)." in text
+
+
+def test_notebook_runs_from_the_notebooks_folder_with_its_defaults(tmp_path):
+    """As a person in jupyter lab would: open a notebook in notebooks/ and run it top to bottom with the
+    parameters cell as it is (results_dir = "../results/small", relative to the notebook's folder)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    shutil.copytree(REPO / "notebooks", tmp_path / "notebooks")
+    shutil.copytree(REPO / "results" / "small", tmp_path / "results" / "small")
+    nb = nbformat.read(tmp_path / "notebooks" / "01_results_table.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path / "notebooks")}}).execute()
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    assert (tmp_path / "results" / "small" / "tables" / "01_results_no_distillation.csv").is_file()
+
+
+def test_rendering_twice_writes_identical_files(tmp_path):
+    """The main command on unchanged records leaves `git status` clean: no dates, timings or absolute
+    paths in what the notebooks write."""
+    from movprune.batch import run_notebooks
+
+    nbs = tmp_path / "notebooks"
+    nbs.mkdir()
+    for name in ("01_results_table.ipynb", "05_local_vs_global.ipynb"):
+        shutil.copy(REPO / "notebooks" / name, nbs / name)
+    res = tmp_path / "results" / "small"
+    shutil.copytree(REPO / "results" / "small" / "runs", res / "runs")
+
+    def snapshot():
+        return {p.relative_to(res): p.read_bytes() for p in res.rglob("*") if p.is_file()}
+
+    assert all(v is None for v in run_notebooks("small", res, "sst2", notebooks_dir=nbs).values())
+    first = snapshot()
+    assert all(v is None for v in run_notebooks("small", res, "sst2", notebooks_dir=nbs).values())
+    second = snapshot()
+    assert sorted(first) == sorted(second) and any(str(p).endswith(".pdf") for p in first)
+    changed = [str(p) for p in first if first[p] != second[p]]
+    assert not changed
+    executed = json.loads((res / "notebooks" / "01_results_table.ipynb").read_text())
+    injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert 'results_dir = "../results/small"' in "".join(injected[0]["source"])
