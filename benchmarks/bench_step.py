@@ -7,6 +7,7 @@ medians, the ratio masked / dense per sequence length, the time of each piece, a
 global top-k selection alone (over all encoder scores).
 
     .venv/bin/python benchmarks/bench_step.py --lengths 64 128 --repeats 5
+    .venv/bin/python benchmarks/bench_step.py --lengths 64 --bf16   # + bf16-autocast twins of each variant
 
 The last line of output is one JSON object (step_overhead_64, step_overhead_128,
 global_step_overhead_64, global_topk_ms, global_topk_share, torch, threads, ...).
@@ -60,8 +61,8 @@ def selectors(pruner):
 
 
 class Runner:
-    def __init__(self, name, base, optim):
-        self.name = name
+    def __init__(self, name, base, optim, bf16=False):
+        self.name, self.bf16 = name, bf16
         self.model = copy.deepcopy(base)
         self.pruner = None
         if VARIANTS[name] is not None:
@@ -91,9 +92,10 @@ class Runner:
         for sel in self.selectors:  # what the first forward access would do anyway
             sel.refresh()
         t1 = time.perf_counter()
-        loss = self.model(**batch).loss
-        if self.pruner is not None:
-            loss = loss + self.pruner.regularization()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):  # what --bf16 training does
+            loss = self.model(**batch).loss
+            if self.pruner is not None:
+                loss = loss + self.pruner.regularization()
         t2 = time.perf_counter()
         loss.backward()
         t3 = time.perf_counter()
@@ -136,6 +138,8 @@ def main():
                     choices=[v for v in VARIANTS if v != "dense"], help="masked variants besides dense")
     ap.add_argument("--optim", choices=["default", "loop", "foreach", "fused"], default="default",
                     help="AdamW implementation (default: movprune.train.make_adamw, fused where torch has it)")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also time each variant under bf16 autocast (fp32 master weights), interleaved")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -143,6 +147,8 @@ def main():
     base = load_model()
     names = ["dense", *args.variants]
     runners = {n: Runner(n, base, args.optim) for n in names}
+    if args.bf16:
+        runners.update({f"{n}_bf16": Runner(n, base, args.optim, bf16=True) for n in names})
     del base
     g = torch.Generator().manual_seed(0)
     results = {}
@@ -187,6 +193,10 @@ def main():
         out["global_topk_share"] = round(share, 4)
     for length in args.lengths:
         out[f"dense_step_ms_{length}"] = round(results[("dense", length)]["step"], 1)
+        if args.bf16:  # fp32 step / bf16 step of the same variant: > 1 means bf16 is faster
+            for n in names:
+                out[f"bf16_speedup_{n}_{length}"] = round(
+                    results[(n, length)]["step"] / results[(f"{n}_bf16", length)]["step"], 4)
     out["torch"] = torch.__version__
     out["threads"] = torch.get_num_threads()
     print(json.dumps(out))

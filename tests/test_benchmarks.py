@@ -34,3 +34,15 @@ def test_bench_quant_accuracy_refuses_a_folder_that_is_not_a_run(tmp_path, capsy
     assert bench.main() == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is not a run's final folder" in err[0]
+
+
+def test_bench_all_repeats_rounds_until_two_agree_within_10pct():
+    bench_all = _load("bench_all")
+    r = lambda step, b1: {"step_overhead_64": step, "sparse_speedup_3pct_b1": b1, "bytes": 1.4}  # noqa: E731
+    assert not bench_all.settled([r(1.1, 2.0)])                      # one round decides nothing
+    assert not bench_all.settled([r(1.1, 1.52), r(1.1, 2.13)])       # 40% apart: another round
+    assert bench_all.settled([r(1.1, 1.52), r(1.1, 2.13), r(1.08, 2.05)])
+    assert not bench_all.settled([r(1.0, 2.0), r(1.2, 2.0)])         # the step overhead must agree too
+    merged = bench_all.combine([r(1.1, 1.52), r(1.1, 2.13), r(1.08, 2.05)])
+    assert merged["sparse_speedup_3pct_b1"] == 2.05 and merged["sparse_speedup_3pct_b1_runs"] == [1.52, 2.13, 2.05]
+    assert merged["bytes"] == 1.4 and merged["rounds"] == 3
