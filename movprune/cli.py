@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("--store", default="results/runs")
     p_batch = sub.add_parser("batch", help="the main job: sweeps for every notebook, then every notebook",
                              allow_abbrev=False)
-    p_batch.add_argument("--profile", default="small", help="smoke | small (default) | gpu | paper")
+    p_batch.add_argument("--profile", default="small", help="smoke | small (default) | medium | gpu | paper")
     p_batch.add_argument("--tasks", default=None, help="comma-separated tasks, or 'all' (default: the profile's)")
     p_batch.add_argument("--seeds", type=int, default=None, help="seeds per config (default: the profile's)")
     p_batch.add_argument("--results", default="results", help="output folder (default results)")

@@ -6,7 +6,7 @@ One factor at a time around one base recipe, several seeds per setting (docs/fin
     python scripts/collapse_map.py run warmup1000 warmup180  # train the missing runs (2 at a time)
     python scripts/collapse_map.py table                     # the markdown table of docs/findings.md
 
-Base recipe (the reviewer's independent recipe, on the Trainer): all 76,961 SST-2 phrases, batch 64,
+Base recipe (the ``medium`` profile's, movprune.profiles.RECIPE): all 76,961 SST-2 phrases, batch 64,
 max length 64, 2,400 optimizer steps (2 epochs), weight lr 5e-5 and score lr 1e-2 with linear warm-up
 over 10% of the steps then linear decay, no weight decay, embeddings frozen, uniform shuffling, local
 top-k over the six linear maps of each layer, cubic schedule whose ramp lasts 1,000 steps and ends 400
@@ -14,7 +14,8 @@ steps before the end; bf16 autocast. Settings change one thing. Collapsed runs s
 their loss reached ln 2 (``--stop-on-collapse``): their accuracy is that of the model at that step,
 pruned to the final 10%.
 
-Records go to ``results/collapse_map/runs`` (checkpoints to ``checkpoints/collapse_map``).
+Records of the base setting are the ``medium`` profile's (``results/medium/runs``, where its notebooks
+show them); the other settings' go to ``results/collapse_map/runs``. Checkpoints: ``checkpoints/collapse_map``.
 """
 
 from __future__ import annotations
@@ -30,21 +31,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import dataclasses  # noqa: E402
+
+from movprune.profiles import RECIPE, RECIPE_RAMP, RECIPE_STEPS, RECIPE_WARMUP  # noqa: E402
+
 STORE = ROOT / "results" / "collapse_map" / "runs"
+BASE_STORE = ROOT / "results" / "medium" / "runs"  # the base setting's runs are the medium profile's
 WORK = ROOT / "checkpoints" / "collapse_map"
-TOTAL, RAMP, COOLDOWN = 2400, 1000, 400
-BASE = dict(task="sst2", model="minilm", method="movement", remaining=0.1, batch_size=64, max_length=64,
-            lr=5e-5, score_lr=1e-2, max_steps=TOTAL, bf16=True, stop_on_collapse=True)
+BASE = dict(task="sst2", model="minilm", method="movement", remaining=0.1, score_lr=1e-2,
+            **dataclasses.asdict(RECIPE))
 
 
 def _warmup(steps: int) -> dict:
     """First weight pruned after ``steps`` optimizer steps; the 1,000-step ramp and the total stay fixed."""
-    return dict(sparsity_warmup_steps=steps, sparsity_cooldown_steps=TOTAL - steps - RAMP)
+    return dict(sparsity_warmup_steps=steps, sparsity_cooldown_steps=RECIPE_STEPS - steps - RECIPE_RAMP)
 
 
 # name -> (what changes, RunConfig overrides of BASE)
 SETTINGS = {
-    "warmup1000": ("first weight pruned after 1,000 steps", _warmup(1000)),
+    "warmup1000": ("first weight pruned after 1,000 steps (the base recipe)", _warmup(RECIPE_WARMUP)),
     "warmup180": ("first weight pruned after 180 steps", _warmup(180)),
     "warmup1000-grouped": ("warm-up 1,000, length-grouped batches", dict(_warmup(1000), group_by_length=True)),
     "warmup1000-fp32": ("warm-up 1,000, fp32", dict(_warmup(1000), bf16=False)),
@@ -54,6 +59,10 @@ SETTINGS = {
 SEEDS = (0, 1, 2)
 
 
+def store_of(name: str) -> Path:
+    return BASE_STORE if name == "warmup1000" else STORE
+
+
 def configs(name: str, seeds=SEEDS):
     from movprune.train import RunConfig
 
@@ -61,8 +70,8 @@ def configs(name: str, seeds=SEEDS):
     return [RunConfig(**{**BASE, **overrides, "seed": s}) for s in seeds]
 
 
-def command(config) -> str:
-    """The ``python -m movprune run`` line that trains ``config`` into this study's store."""
+def command(config, store: Path) -> str:
+    """The ``python -m movprune run`` line that trains ``config`` into ``store``."""
     from movprune.train import RunConfig
 
     default = RunConfig()
@@ -72,7 +81,7 @@ def command(config) -> str:
             continue
         flag = "--" + key.replace("_", "-")
         parts.append(flag if value is True else f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
-    parts += [f"--store {STORE.relative_to(ROOT)}", f"--work-dir {WORK.relative_to(ROOT)}"]
+    parts += [f"--store {store.relative_to(ROOT)}", f"--work-dir {WORK.relative_to(ROOT)}"]
     return " ".join(parts)
 
 
@@ -80,10 +89,10 @@ def table() -> str:
     """One row per setting: accuracy per seed, collapsed or not, the step the loss reached ln 2."""
     from movprune.store import ResultStore
 
-    store = ResultStore(STORE)
     rows = ["| setting | n | SST-2 dev accuracy per seed (s0, s1, s2) | mean ± std | collapsed | loss at ln 2 from step |",
             "|---|---|---|---|---|---|"]
     for name, (what, _) in SETTINGS.items():
+        store = ResultStore(store_of(name))
         recs = [store.get(c.run_id()) for c in configs(name)]
         done = [r for r in recs if r is not None]
         if not done:
@@ -111,18 +120,20 @@ def main(argv=None) -> int:
     if args.cmd == "list":
         from movprune.store import ResultStore
 
-        store = ResultStore(STORE)
         for name, (what, _) in SETTINGS.items():
             print(f"{name}: {what}")
+            store = ResultStore(store_of(name))
             for c in configs(name):
-                print(f"  [{'stored' if store.get(c.run_id()) else 'missing'}] {command(c)}")
+                print(f"  [{'stored' if store.get(c.run_id()) else 'missing'}] {command(c, store_of(name))}")
     elif args.cmd == "run":
         from movprune.batch import run_sweeps
         from movprune.store import ResultStore
 
-        todo = [c for name in args.settings for c in configs(name, args.seeds)]
-        result = run_sweeps(todo, ResultStore(STORE), WORK, jobs=args.jobs)
-        return 1 if result.get("failures") else 0
+        failed = False
+        for name in args.settings:  # one store per setting
+            result = run_sweeps(configs(name, args.seeds), ResultStore(store_of(name)), WORK, jobs=args.jobs)
+            failed |= bool(result.get("failed"))
+        return 1 if failed else 0
     else:
         print(table())
     return 0
