@@ -119,7 +119,8 @@ def results_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[f
 
     Rows: dense, magnitude, L0, movement, soft movement, and the control "encoder all pruned";
     columns: task x remaining weights. Top-k cells are the runs at exactly that target (mean ±
-    std over seeds when there are several); L0 / soft movement cells are interpolated between
+    std over seeds when there are several; every cell ends with its number of seeds, "(n=3)");
+    L0 / soft movement cells are interpolated between
     the neighbouring runs (marked "*"), "—" when no pair of runs brackets the target. SQuAD
     cells are "EM/F1" and QQP "acc/F1" as in the paper; other tasks show their main metric.
     """
@@ -145,6 +146,7 @@ def results_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[f
                 text = "/".join(_fmt(c["mean"], c["std"], digits) for c in cells)
                 if any(c["interpolated"] for c in cells):
                     text += "*"
+                text += f" (n={max(c['n'] for c in cells)})"  # seeds behind the cell
                 table.loc[METHOD_LABELS[m], (task_label(t), pct_label(s))] = text
     values = pd.DataFrame(long)
     raw = raw_points(df, tasks, distill, convention)

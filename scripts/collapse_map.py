@@ -51,6 +51,7 @@ def _warmup(steps: int) -> dict:
 SETTINGS = {
     "warmup1000": ("first weight pruned after 1,000 steps (the base recipe)", _warmup(RECIPE_WARMUP)),
     "warmup180": ("first weight pruned after 180 steps", _warmup(180)),
+    "warmup500": ("first weight pruned after 500 steps", _warmup(500)),
     "warmup1000-grouped": ("warm-up 1,000, length-grouped batches", dict(_warmup(1000), group_by_length=True)),
     "warmup1000-fp32": ("warm-up 1,000, fp32", dict(_warmup(1000), bf16=False)),
     "warmup1000-bs32": ("warm-up 1,000, batch 32 (same steps)", dict(_warmup(1000), batch_size=32)),

@@ -161,16 +161,16 @@ def test_results_table_layout_and_cells(results):
     assert list(t.index) == [A.METHOD_LABELS[m] for m in A.TABLE_METHODS]
     assert list(t.columns) == [("SST-2", "10%"), ("SST-2", "3%"), ("SST-2", "1%")]
     lab = A.METHOD_LABELS
-    assert t.loc[lab["dense"], ("SST-2", "1%")] == "90.0"
-    assert t.loc[lab["zero_encoder"], ("SST-2", "10%")] == "55.0"
-    assert t.loc[lab["magnitude"], ("SST-2", "10%")] == "80.0"  # local only, global run ignored
+    assert t.loc[lab["dense"], ("SST-2", "1%")] == "90.0 (n=1)"
+    assert t.loc[lab["zero_encoder"], ("SST-2", "10%")] == "55.0 (n=1)"
+    assert t.loc[lab["magnitude"], ("SST-2", "10%")] == "80.0 (n=1)"  # local only, global run ignored
     assert t.loc[lab["magnitude"], ("SST-2", "1%")] == A.DASH
     std = np.std([84.0, 86.0], ddof=1)
-    assert t.loc[lab["movement"], ("SST-2", "10%")] == f"85.0 ± {std:.1f}"
+    assert t.loc[lab["movement"], ("SST-2", "10%")] == f"85.0 ± {std:.1f} (n=2)"  # n seeds in every cell
     # soft movement: interpolated, marked with *
     soft10 = 80.0 + (0.05 / 0.15) * 8.0
-    assert t.loc[lab["soft_movement"], ("SST-2", "10%")] == f"{soft10:.1f}*"
-    assert t.loc[lab["soft_movement"], ("SST-2", "3%")] == f"{70 + 10 / 3:.1f}*"
+    assert t.loc[lab["soft_movement"], ("SST-2", "10%")] == f"{soft10:.1f}* (n=1)"
+    assert t.loc[lab["soft_movement"], ("SST-2", "3%")] == f"{70 + 10 / 3:.1f}* (n=1)"
     assert t.loc[lab["soft_movement"], ("SST-2", "1%")] == A.DASH  # not bracketed
     assert t.loc[lab["l0"], ("SST-2", "10%")] == A.DASH          # lowest L0 run at 12%
     v = res.values
@@ -187,9 +187,9 @@ def test_results_table_distill_and_paper_side(results):
     df = A.load_records(results)
     res = A.results_table(df, ["sst2", "sick", "squad"], sparsities=(0.10, 0.03), distill=True)
     t = res.table
-    assert t.loc[A.METHOD_LABELS["magnitude"], ("SST-2", "10%")] == "82.0"
+    assert t.loc[A.METHOD_LABELS["magnitude"], ("SST-2", "10%")] == "82.0 (n=1)"
     assert t.loc[A.METHOD_LABELS["movement"], ("SST-2", "10%")] == A.DASH   # no distilled movement run
-    assert t.loc[A.METHOD_LABELS["dense"], ("SICK", "3%")] == "80.0"
+    assert t.loc[A.METHOD_LABELS["dense"], ("SICK", "3%")] == "80.0 (n=1)"
     assert res.paper is not None
     p = res.paper
     assert p.loc[A.METHOD_LABELS["movement"], ("MNLI (paper, vs SICK)", "3%")] == "76.5"
@@ -200,7 +200,7 @@ def test_results_table_distill_and_paper_side(results):
 def test_results_table_squad_cells_show_em_f1(results):
     df = A.load_records(results)
     res = A.results_table(df, ["squad"], sparsities=(0.10,))
-    assert res.table.loc[A.METHOD_LABELS["movement"], ("SQuAD v1.1", "10%")] == "60.0/70.0"
+    assert res.table.loc[A.METHOD_LABELS["movement"], ("SQuAD v1.1", "10%")] == "60.0/70.0 (n=1)"
 
 
 def test_paper_table_flags_misprint():
