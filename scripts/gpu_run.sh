@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# What one GPU lease runs (README "GPU"), from the repository root on the lent machine, with
+# One timed GPU job (docs/gpu.md), from the repository root of an offline GPU machine, with
 # `device_payload/` (MiniLM in fp16 + data.tar.xz, built by scripts/make_device_payload.sh) and `.whl/`
 # (datasets and its two pure-Python dependencies, absent there) carried along:
 #   1. benchmarks/bench_gpu_step.py: masked vs dense training step, sync-free vs bracket top-k;
 #   2. scripts/gpu_sst2.sh: the `gpu` profile's most informative SST-2 runs, for the seconds left.
 # Everything worth keeping is copied to $OUT (records, logs), also when the runs are cut short.
-# Usage: [SKIP_BENCH=1] [GPU_SST2_ONLY=dense,l0] bash scripts/device_session.sh [TOTAL_SECONDS (default 540)]
+# Usage: [SKIP_BENCH=1] [GPU_SST2_ONLY=dense,l0] bash scripts/gpu_run.sh [TOTAL_SECONDS (default 540)]
 set -u
 start=$(date +%s)
 total=${1:-540}
@@ -29,4 +29,4 @@ fi
 tar czf "$out/records.tar.gz" results/gpu/runs
 tar tzf "$out/records.tar.gz"
 tr '\r' '\n' <"$out/gpu_sst2.log" 2>/dev/null | grep -a "trained " | sed 's/.*trained /trained /' 
-echo "device_session done after $(( $(date +%s) - start )) s"
+echo "gpu_run done after $(( $(date +%s) - start )) s"
