@@ -416,9 +416,7 @@ def _analysis_matrix(targets: dict) -> str:
 
 def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progress) -> dict:
     """A fresh model with masks, its optimizer and its Trainer."""
-    from transformers import DataCollatorWithPadding, TrainingArguments
-
-    from transformers import set_seed
+    from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
     set_seed(config.seed)  # before the model: a new classifier / QA head is drawn from the run's seed
     model = models.load_model(config.model, spec.kind, spec.num_labels, config.seed)

@@ -280,3 +280,37 @@ def test_new_fields_keep_earlier_run_ids():
     ramped = RunConfig(task="sst2", method="l0", final_lambda=10.0, group_by_length=True, constant_lambda=False)
     assert RunConfig(task="sst2", method="l0", final_lambda=10.0, group_by_length=True).constant_lambda is True
     assert RunConfig(task="sst2", method="l0", final_lambda=10.0, group_by_length=True).run_id() != ramped.run_id()
+
+
+def test_collapse_step_is_where_the_loss_stayed_at_ln2():
+    import math
+
+    from movprune.train import collapse_step
+
+    ln2 = math.log(2)
+    healthy = [[24, 0.69], [48, 0.45], [240, 0.55], [480, 0.35]]
+    assert collapse_step(healthy, 2, after=20) is None
+    collapsed = [[24, 0.69], [168, 0.35], [192, 0.46], [240, 0.685], [264, 0.62], [288, ln2], [312, 0.69]]
+    assert collapse_step(collapsed, 2, after=180) == 288  # the last stretch at ln 2, not the first touch
+    assert collapse_step(collapsed, 2, after=300) == 312
+    assert collapse_step([[10, 1.09]], 3) == 10 and collapse_step([[10, 0.9]], 3) is None  # ln 3 = 1.0986
+
+
+def test_stop_on_collapse_waits_for_pruning_and_patience():
+    import math
+    from types import SimpleNamespace
+
+    from movprune.train import _trainer_classes
+
+    _, _, Stop = _trainer_classes()
+    cb = Stop(math.log(2), pruning_starts=100, patience_steps=50)
+    control = SimpleNamespace(should_training_stop=False)
+
+    def log(step, loss):
+        cb.on_log(None, SimpleNamespace(global_step=step), control, logs={"loss": loss})
+        return control.should_training_stop
+
+    assert not log(50, 0.69) and not log(100, 0.69)  # before pruning starts: never
+    assert not log(120, 0.69) and not log(140, 0.60)  # a dip below 0.97 ln 2 resets the streak
+    assert not log(160, 0.69) and not log(200, 0.69)
+    assert log(210, 0.68) and cb.stopped_at == 210    # 50 steps at ln 2 since step 160
