@@ -21,7 +21,6 @@ show them); the other settings' go to ``results/collapse_map/runs``. Checkpoints
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import statistics
 import sys
@@ -101,10 +100,10 @@ def table() -> str:
         accs = " / ".join(f"{r['score']:.2f}" if r else "–" for r in recs)
         scores = [r["score"] for r in done]
         mean = statistics.mean(scores)
-        std = statistics.stdev(scores) if len(scores) > 1 else math.nan
+        spread = f" ± {statistics.stdev(scores):.2f}" if len(scores) > 1 else " (one seed)"
         collapsed = sum(bool(r.get("collapsed")) or r.get("collapse_step") is not None for r in done)
         steps = ", ".join(str(r["collapse_step"]) for r in done if r.get("collapse_step") is not None) or "never"
-        rows.append(f"| `{name}`: {what} | {len(done)} | {accs} | {mean:.2f} ± {std:.2f} | {collapsed} of {len(done)} | {steps} |")
+        rows.append(f"| `{name}`: {what} | {len(done)} | {accs} | {mean:.2f}{spread} | {collapsed} of {len(done)} | {steps} |")
     return "\n".join(rows)
 
 
