@@ -71,7 +71,7 @@ def test_gpu_script_picks_eleven_distinct_runs_of_the_gpu_profile():
 
 def test_unknown_profile():
     with pytest.raises(ValueError, match="unknown profile"):
-        get_profile("medium")
+        get_profile("large")
 
 
 def test_paper_profile_wiring_with_hub_mocked(tmp_path, monkeypatch):
@@ -107,3 +107,28 @@ def test_paper_profile_wiring_with_hub_mocked(tmp_path, monkeypatch):
         assert rec["model"] == "bert-base-uncased" and "accuracy" in rec["metrics"]
     assert loaded and set(loaded) == {"bert-base-uncased"}
     assert (("glue", "mnli"), "train") in calls and (("glue", "mnli"), "validation_matched") in calls
+
+
+def test_collapse_map_commands_rebuild_the_same_runs():
+    """The command printed for each seed-study run trains exactly that run (same run id)."""
+    import importlib.util
+    import shlex
+    from pathlib import Path
+
+    from movprune.cli import _config_kwargs, build_parser
+    from movprune.train import RunConfig
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "collapse_map.py"
+    spec = importlib.util.spec_from_file_location("collapse_map", path)
+    cm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cm)
+    for name in cm.SETTINGS:
+        for config in cm.configs(name):
+            argv = shlex.split(cm.command(config, cm.store_of(name)))[3:]  # drop "python -m movprune"
+            args = build_parser().parse_args(argv)
+            assert RunConfig(**_config_kwargs(args)).run_id() == config.run_id(), name
+    # the base setting is the medium profile's movement-10% cell
+    from movprune.profiles import get_profile
+
+    medium = {c.run_id() for c in get_profile("medium").all_configs()}
+    assert cm.configs("warmup1000", [0])[0].run_id() in medium
