@@ -51,10 +51,10 @@ SETTINGS = {
     "warmup1000": ("first weight pruned after 1,000 steps (the base recipe)", _warmup(RECIPE_WARMUP)),
     "warmup180": ("first weight pruned after 180 steps", _warmup(180)),
     "warmup500": ("first weight pruned after 500 steps", _warmup(500)),
-    "warmup1000-grouped": ("warm-up 1,000, length-grouped batches", dict(_warmup(1000), group_by_length=True)),
-    "warmup1000-fp32": ("warm-up 1,000, fp32", dict(_warmup(1000), bf16=False)),
-    "warmup1000-bs32": ("warm-up 1,000, batch 32 (same steps)", dict(_warmup(1000), batch_size=32)),
-    "warmup1000-lr3e-5": ("warm-up 1,000, weight lr 3e-5", dict(_warmup(1000), lr=3e-5)),
+    "warmup1000-grouped": ("warm-up 1,000, length-grouped batches", dict(_warmup(RECIPE_WARMUP), group_by_length=True)),
+    "warmup1000-fp32": ("warm-up 1,000, fp32", dict(_warmup(RECIPE_WARMUP), bf16=False)),
+    "warmup1000-bs32": ("warm-up 1,000, batch 32 (same steps)", dict(_warmup(RECIPE_WARMUP), batch_size=32)),
+    "warmup1000-lr3e-5": ("warm-up 1,000, weight lr 3e-5", dict(_warmup(RECIPE_WARMUP), lr=3e-5)),
 }
 SEEDS = (0, 1, 2)
 
