@@ -1,4 +1,4 @@
-"""The collapse map: when does movement pruning to 10% collapse on MiniLM-L6 / SST-2?
+"""The collapse map: when does movement pruning collapse on MiniLM-L6 / SST-2?
 
 One factor at a time around one base recipe, several seeds per setting (docs/findings.md):
 
@@ -10,7 +10,9 @@ Base recipe (the ``medium`` profile's, movprune.profiles.RECIPE): all 76,961 SST
 max length 64, 2,400 optimizer steps (2 epochs), weight lr 5e-5 and score lr 1e-2 with linear warm-up
 over 10% of the steps then linear decay, no weight decay, embeddings frozen, uniform shuffling, local
 top-k over the six linear maps of each layer, cubic schedule whose ramp lasts 1,000 steps and ends 400
-steps before the end; bf16 autocast. Settings change one thing. Collapsed runs stop 200 steps after
+steps before the end; bf16 autocast; 10% of the weights kept. Settings change one thing; the ``ramp2000``
+settings (3% and 1% kept) stretch the ramp to 2,000 steps and the run to 3,400 steps, warm-up and
+cool-down unchanged. Collapsed runs stop 200 steps after
 their loss reached ln 2 (``--stop-on-collapse``): their accuracy is that of the model at that step,
 pruned to the final 10%.
 
@@ -46,6 +48,13 @@ def _warmup(steps: int) -> dict:
     return dict(sparsity_warmup_steps=steps, sparsity_cooldown_steps=RECIPE_STEPS - steps - RECIPE_RAMP)
 
 
+def _ramp(ramp: int, remaining: float) -> dict:
+    """A ``ramp``-step ramp to ``remaining`` after the base 1,000-step warm-up; the run grows to keep the cool-down."""
+    cooldown = RECIPE_STEPS - RECIPE_WARMUP - RECIPE_RAMP
+    return dict(remaining=remaining, max_steps=RECIPE_WARMUP + ramp + cooldown,
+                sparsity_warmup_steps=RECIPE_WARMUP, sparsity_cooldown_steps=cooldown)
+
+
 # name -> (what changes, RunConfig overrides of BASE)
 SETTINGS = {
     "warmup1000": ("first weight pruned after 1,000 steps (the base recipe)", _warmup(RECIPE_WARMUP)),
@@ -55,6 +64,11 @@ SETTINGS = {
     "warmup1000-fp32": ("warm-up 1,000, fp32", dict(_warmup(RECIPE_WARMUP), bf16=False)),
     "warmup1000-bs32": ("warm-up 1,000, batch 32 (same steps)", dict(_warmup(RECIPE_WARMUP), batch_size=32)),
     "warmup1000-lr3e-5": ("warm-up 1,000, weight lr 3e-5", dict(_warmup(RECIPE_WARMUP), lr=3e-5)),
+    "ramp2000-3pct": ("3% kept, 2,000-step ramp (3,400 steps)", _ramp(2000, 0.03)),
+    "ramp2000-1pct": ("1% kept, 2,000-step ramp (3,400 steps)", _ramp(2000, 0.01)),
+    # magnitude under the same schedule: the baseline movement has to beat at 3% and 1%
+    "ramp2000-3pct-magnitude": ("magnitude, 3% kept, 2,000-step ramp", dict(_ramp(2000, 0.03), method="magnitude")),
+    "ramp2000-1pct-magnitude": ("magnitude, 1% kept, 2,000-step ramp", dict(_ramp(2000, 0.01), method="magnitude")),
 }
 SEEDS = (0, 1, 2)
 
