@@ -48,6 +48,7 @@ RUN_FIELDS = {  # CLI flag -> (RunConfig field, type, help)
     "max_train_examples": (int, "use a deterministic subset of the training set"),
     "max_eval_examples": (int, "use a deterministic subset of the eval set"),
     "train_split": (str, "training split (e.g. train_sentences for SST-2's sentence-level set)"),
+    "eval_split": (str, "split scored at the end (default eval = dev; e.g. test for SICK's 4,927 pairs)"),
     "data_dir": (str, "data folder (GLUE layout; default $MOVPRUNE_DATA_DIR, then ../shared/data, then the hub)"),
     "teacher_dir": (str, "distillation teacher folder (default: the dense run, trained if missing)"),
 }

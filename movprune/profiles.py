@@ -35,6 +35,7 @@ class TaskBudget:
     max_length: int = 128
     lr: float = 3e-5
     train_split: str = "train"
+    eval_split: str = "eval"        # the split scored (SICK: "test", 4,927 pairs; budgets chosen on dev)
     max_train_examples: Optional[int] = None
     max_eval_examples: Optional[int] = None
     doc_stride: int = 128

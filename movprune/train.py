@@ -50,7 +50,7 @@ _NOT_IN_ID = ("data_dir", "teacher_dir", "save_steps", "eval_batch_size")
 # fields added after records existed, with the value every earlier run had: a field at that value
 # stays out of the id, so earlier records keep their ids (and old run folders still resume)
 LEGACY_VALUES = {"sparsity_warmup_steps": None, "sparsity_cooldown_steps": None, "constant_lambda": False,
-                 "bf16": False, "group_by_length": True, "stop_on_collapse": False}
+                 "bf16": False, "group_by_length": True, "stop_on_collapse": False, "eval_split": "eval"}
 
 
 _FLOAT_FIELDS = ("remaining", "final_lambda", "final_threshold", "epochs", "lr", "score_lr", "lr_warmup",
@@ -92,6 +92,7 @@ class RunConfig:
     max_train_examples: Optional[int] = None
     max_eval_examples: Optional[int] = None
     train_split: str = "train"
+    eval_split: str = "eval"  # the split scored at the end (e.g. SICK's 4,927-pair "test")
     doc_stride: int = 128
     data_dir: Optional[str] = None
     teacher_dir: Optional[str] = None
@@ -135,6 +136,9 @@ class RunConfig:
         spec = data_mod.get_task(self.task)
         if spec.kind != "qa":
             data_mod._split_key(spec, self.train_split)  # unknown split -> DataError naming the valid ones
+            data_mod._split_key(spec, self.eval_split)
+        elif self.eval_split != "eval":
+            raise ValueError("SQuAD has one eval split here (eval_split='eval')")
         if self.teacher_dir is not None and not self.distill:
             raise ValueError("teacher_dir is only used with distill=True (--distill)")
         self.pruning_config()  # validates method / remaining / lambda / threshold / schedule
@@ -306,7 +310,7 @@ def _prepare_data(config: RunConfig, tokenizer):
         eval_feats = squad.prepare_eval_features(eval_ex, tokenizer, config.max_length, config.doc_stride)
         return spec, train_ds, (eval_ex, eval_feats)
     train_ex = data_mod.load_task(config.task, config.data_dir, config.train_split, config.max_train_examples, config.seed)
-    eval_ex = data_mod.load_task(config.task, config.data_dir, "eval", config.max_eval_examples, 0)
+    eval_ex = data_mod.load_task(config.task, config.data_dir, config.eval_split, config.max_eval_examples, 0)
     train_ds = data_mod.tokenize_task(train_ex, tokenizer, config.max_length, config.task)
     eval_ds = data_mod.tokenize_task(eval_ex, tokenizer, config.max_length, config.task)
     return spec, train_ds, eval_ds

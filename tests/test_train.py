@@ -314,3 +314,21 @@ def test_stop_on_collapse_waits_for_pruning_and_patience():
     assert not log(120, 0.69) and not log(140, 0.60)  # a dip below 0.97 ln 2 resets the streak
     assert not log(160, 0.69) and not log(200, 0.69)
     assert log(210, 0.68) and cb.stopped_at == 210    # 50 steps at ln 2 since step 160
+
+
+def test_eval_split_scores_the_chosen_split(tmp_path):
+    """``eval_split`` picks the scored split (SICK's test set), is part of the run id, and is checked."""
+    dev = RunConfig(task="sick", method="dense", **{**TINY, "max_eval_examples": None, "max_steps": 2})
+    test = RunConfig(task="sick", method="dense", eval_split="test", **{**TINY, "max_eval_examples": None,
+                                                                      "max_steps": 2})
+    assert dev.run_id() != test.run_id()
+    assert RunConfig(eval_split="eval").run_id() == RunConfig().run_id()  # earlier records keep their ids
+    for config, n in ((dev, 500), (test, 4927)):
+        rec = run(config, store=tmp_path / "runs", work_dir=tmp_path / "work", progress=False)
+        assert sum(rec["predicted_class_counts"]) == n
+    from movprune.data import DataError
+
+    with pytest.raises(DataError, match="split"):
+        RunConfig(task="sick", eval_split="tset")
+    with pytest.raises(ValueError, match="one eval split"):
+        RunConfig(task="squad", eval_split="test")
