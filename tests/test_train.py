@@ -289,11 +289,26 @@ def test_collapse_step_is_where_the_loss_stayed_at_ln2():
 
     ln2 = math.log(2)
     healthy = [[24, 0.69], [48, 0.45], [240, 0.55], [480, 0.35]]
-    assert collapse_step(healthy, 2, after=20) is None
+    assert collapse_step(healthy, ln2, after=20) is None
     collapsed = [[24, 0.69], [168, 0.35], [192, 0.46], [240, 0.685], [264, 0.62], [288, ln2], [312, 0.69]]
-    assert collapse_step(collapsed, 2, after=180) == 288  # the last stretch at ln 2, not the first touch
-    assert collapse_step(collapsed, 2, after=300) == 312
-    assert collapse_step([[10, 1.09]], 3) == 10 and collapse_step([[10, 0.9]], 3) is None  # ln 3 = 1.0986
+    assert collapse_step(collapsed, ln2, after=180) == 288  # the last stretch at ln 2, not the first touch
+    assert collapse_step(collapsed, ln2, after=300) == 312
+
+
+def test_collapse_level_is_the_label_entropy():
+    """A collapsed classifier predicts the label prior: SICK's (56/29/15%) loss is 0.98, below ln 3."""
+    import math
+
+    from movprune.data import load_task
+    from movprune.train import collapse_step, constant_loss
+
+    assert constant_loss([0, 1] * 50, 2) == pytest.approx(math.log(2))
+    assert constant_loss([2] * 10, 3) == 0.0
+    sick = [e["label"] for e in load_task("sick", None, "train")]
+    level = constant_loss(sick, 3)
+    assert 0.95 < level < 1.0 < 0.97 * math.log(3)
+    prior_collapse = [[10, 0.4], [20, level + 0.01], [30, level - 0.02]]  # at the prior, not at ln 3
+    assert collapse_step(prior_collapse, level) == 20 and collapse_step(prior_collapse, math.log(3)) is None
 
 
 def test_stop_on_collapse_waits_for_pruning_and_patience():
