@@ -34,36 +34,45 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import dataclasses  # noqa: E402
 
-from movprune.profiles import RECIPE, RECIPE_RAMP, RECIPE_STEPS, RECIPE_WARMUP  # noqa: E402
+from movprune.profiles import TaskBudget  # noqa: E402
 
 STORE = ROOT / "results" / "collapse_map" / "runs"
-BASE_STORE = ROOT / "results" / "medium" / "runs"  # the base setting's runs are the medium profile's
+MEDIUM_STORE = ROOT / "results" / "medium" / "runs"  # the ramp2000 settings' runs are the medium profile's
 WORK = ROOT / "checkpoints" / "collapse_map"
+# the map's base recipe (its runs' ids depend on it: change nothing here, add a setting instead)
+MAP_STEPS, MAP_WARMUP, MAP_RAMP = 2400, 1000, 1000
 BASE = dict(task="sst2", model="minilm", method="movement", remaining=0.1, score_lr=1e-2,
-            **dataclasses.asdict(RECIPE))
+            **dataclasses.asdict(TaskBudget(max_steps=MAP_STEPS, batch_size=64, max_length=64, lr=5e-5, bf16=True,
+                                            stop_on_collapse=True, sparsity_warmup_steps=MAP_WARMUP,
+                                            sparsity_cooldown_steps=MAP_STEPS - MAP_WARMUP - MAP_RAMP)))
 
 
 def _warmup(steps: int) -> dict:
     """First weight pruned after ``steps`` optimizer steps; the 1,000-step ramp and the total stay fixed."""
-    return dict(sparsity_warmup_steps=steps, sparsity_cooldown_steps=RECIPE_STEPS - steps - RECIPE_RAMP)
+    return dict(sparsity_warmup_steps=steps, sparsity_cooldown_steps=MAP_STEPS - steps - MAP_RAMP)
 
 
 def _ramp(ramp: int, remaining: float) -> dict:
     """A ``ramp``-step ramp to ``remaining`` after the base 1,000-step warm-up; the run grows to keep the cool-down."""
-    cooldown = RECIPE_STEPS - RECIPE_WARMUP - RECIPE_RAMP
-    return dict(remaining=remaining, max_steps=RECIPE_WARMUP + ramp + cooldown,
-                sparsity_warmup_steps=RECIPE_WARMUP, sparsity_cooldown_steps=cooldown)
+    cooldown = MAP_STEPS - MAP_WARMUP - MAP_RAMP
+    return dict(remaining=remaining, max_steps=MAP_WARMUP + ramp + cooldown,
+                sparsity_warmup_steps=MAP_WARMUP, sparsity_cooldown_steps=cooldown)
 
 
 # name -> (what changes, RunConfig overrides of BASE)
 SETTINGS = {
-    "warmup1000": ("first weight pruned after 1,000 steps (the base recipe)", _warmup(RECIPE_WARMUP)),
+    "warmup1000": ("first weight pruned after 1,000 steps (the base recipe)", _warmup(MAP_WARMUP)),
     "warmup180": ("first weight pruned after 180 steps", _warmup(180)),
     "warmup500": ("first weight pruned after 500 steps", _warmup(500)),
-    "warmup1000-grouped": ("warm-up 1,000, length-grouped batches", dict(_warmup(RECIPE_WARMUP), group_by_length=True)),
-    "warmup1000-fp32": ("warm-up 1,000, fp32", dict(_warmup(RECIPE_WARMUP), bf16=False)),
-    "warmup1000-bs32": ("warm-up 1,000, batch 32 (same steps)", dict(_warmup(RECIPE_WARMUP), batch_size=32)),
-    "warmup1000-lr3e-5": ("warm-up 1,000, weight lr 3e-5", dict(_warmup(RECIPE_WARMUP), lr=3e-5)),
+    "warmup1000-grouped": ("warm-up 1,000, length-grouped batches", dict(_warmup(MAP_WARMUP), group_by_length=True)),
+    "warmup1000-fp32": ("warm-up 1,000, fp32", dict(_warmup(MAP_WARMUP), bf16=False)),
+    "warmup1000-bs32": ("warm-up 1,000, batch 32 (same steps)", dict(_warmup(MAP_WARMUP), batch_size=32)),
+    "warmup1000-lr3e-5": ("warm-up 1,000, weight lr 3e-5", dict(_warmup(MAP_WARMUP), lr=3e-5)),
+    # the base recipe at 3% and 1% (one seed: collapsed), then the same with a ramp twice as long
+    "warmup1000-3pct": ("3% kept, warm-up 1,000", dict(_warmup(MAP_WARMUP), remaining=0.03)),
+    "warmup1000-1pct": ("1% kept, warm-up 1,000", dict(_warmup(MAP_WARMUP), remaining=0.01)),
+    "warmup1000-3pct-magnitude": ("magnitude, 3% kept, warm-up 1,000",
+                                  dict(_warmup(MAP_WARMUP), remaining=0.03, method="magnitude")),
     "ramp2000-3pct": ("3% kept, 2,000-step ramp (3,400 steps)", _ramp(2000, 0.03)),
     "ramp2000-1pct": ("1% kept, 2,000-step ramp (3,400 steps)", _ramp(2000, 0.01)),
     # magnitude under the same schedule: the baseline movement has to beat at 3% and 1%
@@ -74,7 +83,8 @@ SEEDS = (0, 1, 2)
 
 
 def store_of(name: str) -> Path:
-    return BASE_STORE if name == "warmup1000" else STORE
+    """The ramp2000 settings are the medium profile's recipe: their runs are its records."""
+    return MEDIUM_STORE if name.startswith("ramp2000") else STORE
 
 
 def configs(name: str, seeds=SEEDS):

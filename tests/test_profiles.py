@@ -127,8 +127,29 @@ def test_collapse_map_commands_rebuild_the_same_runs():
             argv = shlex.split(cm.command(config, cm.store_of(name)))[3:]  # drop "python -m movprune"
             args = build_parser().parse_args(argv)
             assert RunConfig(**_config_kwargs(args)).run_id() == config.run_id(), name
-    # the base setting is the medium profile's movement-10% cell
+    # the ramp2000 settings are the medium profile's cells (their records are its records)
     from movprune.profiles import get_profile
 
     medium = {c.run_id() for c in get_profile("medium").all_configs()}
-    assert cm.configs("warmup1000", [0])[0].run_id() in medium
+    for name in ("ramp2000-3pct", "ramp2000-1pct", "ramp2000-3pct-magnitude"):
+        assert cm.configs(name, [0])[0].run_id() in medium and cm.store_of(name) == cm.MEDIUM_STORE
+    assert cm.configs("warmup1000", [0])[0].run_id() not in medium
+
+
+def test_seed_cells_add_seeds_to_their_cells_only():
+    """A profile's seed cells are trained for every cell seed; other cells keep the profile's seeds."""
+    from movprune.profiles import Profile, TaskBudget
+
+    prof = Profile(name="t", model="tiny", tasks=("sst2", "sick"), all_tasks=("sst2", "sick"),
+                   budgets={"sst2": TaskBudget(max_steps=10), "sick": TaskBudget(max_steps=10)},
+                   distill_options=(False,), with_global=False, with_control=False,
+                   seed_cells=(("sick", "movement", 0.03), ("sick", "magnitude", 0.03)), cell_seeds=(0, 1, 2))
+    configs = prof.all_configs()
+    seeds = {}
+    for c in configs:
+        seeds.setdefault((c.task, c.method, c.remaining), set()).add(c.seed)
+    assert seeds[("sick", "movement", 0.03)] == seeds[("sick", "magnitude", 0.03)] == {0, 1, 2}
+    assert seeds[("sick", "movement", 0.1)] == seeds[("sst2", "movement", 0.03)] == {0}
+    assert len({c.run_id() for c in configs}) == len(configs) == 2 * 7 + 4
+    table = prof.configs()["table"]
+    assert len({c.run_id() for c in table}) == len(table)  # seed 0 of a seed cell is listed once
