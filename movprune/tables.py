@@ -163,6 +163,12 @@ def results_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[f
         notes.append(f"mean ± standard deviation over {n_seeds} seeds.")
     if distill:
         notes.append("With distillation from the dense fine-tuned model of the same task (the teacher).")
+    if not df.empty and "eval_split" in df:
+        for t in tasks:
+            splits = sorted(set(select(df, task=[t])["eval_split"].dropna()))
+            if splits and splits != ["eval"]:
+                notes.append(f"{task_label(t)} is scored on its {' / '.join('dev' if x == 'eval' else x for x in splits)} "
+                             f"split{'s (mixed: check the records)' if len(splits) > 1 else ''}.")
     paper, paper_notes = paper_results_table(tasks, sparsities, distill)
     notes += paper_notes
     return ResultsTable(table=table, values=values, raw_points=raw, paper=paper, notes=notes)

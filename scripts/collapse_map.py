@@ -6,18 +6,17 @@ One factor at a time around one base recipe, several seeds per setting (docs/fin
     python scripts/collapse_map.py run warmup1000 warmup180  # train the missing runs (2 at a time)
     python scripts/collapse_map.py table                     # the markdown table of docs/findings.md
 
-Base recipe (the ``medium`` profile's, movprune.profiles.RECIPE): all 76,961 SST-2 phrases, batch 64,
-max length 64, 2,400 optimizer steps (2 epochs), weight lr 5e-5 and score lr 1e-2 with linear warm-up
-over 10% of the steps then linear decay, no weight decay, embeddings frozen, uniform shuffling, local
-top-k over the six linear maps of each layer, cubic schedule whose ramp lasts 1,000 steps and ends 400
-steps before the end; bf16 autocast; 10% of the weights kept. Settings change one thing; the ``ramp2000``
-settings (3% and 1% kept) stretch the ramp to 2,000 steps and the run to 3,400 steps, warm-up and
-cool-down unchanged. Collapsed runs stop 200 steps after
-their loss reached ln 2 (``--stop-on-collapse``): their accuracy is that of the model at that step,
-pruned to the final 10%.
+Base recipe: all 76,961 SST-2 phrases, batch 64, max length 64, 2,400 optimizer steps (2 epochs),
+weight lr 5e-5 and score lr 1e-2 with linear warm-up over 10% of the steps then linear decay, no weight
+decay, embeddings frozen, uniform shuffling, local top-k over the six linear maps of each layer, cubic
+schedule whose ramp lasts 1,000 steps and ends 400 steps before the end; bf16 autocast; 10% of the
+weights kept. Settings change one thing; the ``ramp2000`` settings stretch the ramp to 2,000 steps and
+the run to 3,400 steps (warm-up and cool-down unchanged): that is the ``medium`` profile's recipe
+(movprune.profiles.RECIPE), so their records are its records (``results/medium/runs``). Collapsed runs
+stop 200 steps after their loss reached the constant-prediction level (``--stop-on-collapse``): their
+accuracy is that of the model at that step, pruned to the final target.
 
-Records of the base setting are the ``medium`` profile's (``results/medium/runs``, where its notebooks
-show them); the other settings' go to ``results/collapse_map/runs``. Checkpoints: ``checkpoints/collapse_map``.
+The other settings' records are in ``results/collapse_map/runs``. Checkpoints: ``checkpoints/collapse_map``.
 """
 
 from __future__ import annotations

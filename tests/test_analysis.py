@@ -334,3 +334,15 @@ def test_dedupe_keeps_runs_that_differ_in_recipe():
     legacy = {**base, "run_id": "old"}
     stated = {**base, "run_id": "new", "group_by_length": True, "finished_at": "2026-02-01T00:00:00Z"}
     assert list(A._dedupe(A.records_frame([legacy, stated]))["run_id"]) == ["new"]
+
+
+def test_results_table_names_a_non_dev_eval_split():
+    """SICK runs scored on its test split say so under the table; dev-scored tasks add no note."""
+    recs = [_record("d", "dense", 85.0, 1.0, task="sick"), _record("m", "movement", 80.0, 0.1, task="sick"),
+            _record("s", "dense", 90.0, 1.0)]
+    for r in recs[:2]:
+        r["eval_split"] = "test"
+    df = A.records_frame(recs)
+    notes = A.results_table(df, ["sst2", "sick"], sparsities=(0.10,)).notes
+    assert "SICK is scored on its test split." in notes
+    assert not any("SST-2 is scored" in n for n in notes)
