@@ -347,3 +347,18 @@ def test_eval_split_scores_the_chosen_split(tmp_path):
         RunConfig(task="sick", eval_split="tset")
     with pytest.raises(ValueError, match="one eval split"):
         RunConfig(task="squad", eval_split="test")
+
+
+def test_schedule_advice_for_early_or_fast_movement_schedules():
+    """Movement runs that prune before 1,000 score updates or ramp over < 2,000 steps get a one-line note."""
+    from movprune.train import schedule_advice
+
+    short = RunConfig(method="movement", remaining=0.03, max_steps=300)
+    note = schedule_advice(short, 300)
+    assert note and "after 30 score updates" in note and "\n" not in note
+    recipe = RunConfig(method="movement", remaining=0.03, max_steps=3400, sparsity_warmup_steps=1000,
+                       sparsity_cooldown_steps=400)
+    assert schedule_advice(recipe, 3400) is None
+    assert schedule_advice(RunConfig(method="movement", remaining=0.1, sparsity_warmup_steps=1000,
+                                     sparsity_cooldown_steps=400), 2400) is not None  # ramp of 1,000
+    assert schedule_advice(RunConfig(method="magnitude", remaining=0.03), 300) is None
