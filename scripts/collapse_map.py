@@ -112,7 +112,7 @@ def table() -> str:
     """One row per setting: accuracy per seed, collapsed or not, the step the loss reached ln 2."""
     from movprune.store import ResultStore
 
-    rows = ["| setting | n | SST-2 dev accuracy per seed (s0, s1, s2) | mean ± std | collapsed | loss at ln 2 from step |",
+    rows = ["| setting | n | SST-2 dev accuracy per seed (s0, s1, s2) | mean ± std | collapsed | loss at the constant-prediction level (≈ ln 2) from step |",
             "|---|---|---|---|---|---|"]
     for name, (what, _) in SETTINGS.items():
         store = ResultStore(store_of(name))
