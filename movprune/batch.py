@@ -157,6 +157,7 @@ def run_notebooks(profile: str, results_dir: Path, tasks: str, log=print, notebo
     out_dir.mkdir(parents=True, exist_ok=True)
     param_dir = os.path.relpath(results_dir.resolve(), Path(notebooks_dir).resolve())
     status = {}
+    started = time.time()
     saved_env = {k: os.environ.get(k) for k in KERNEL_ENV}
     os.environ.update(KERNEL_ENV)  # the kernel inherits this process's environment
     try:
@@ -181,7 +182,21 @@ def run_notebooks(profile: str, results_dir: Path, tasks: str, log=print, notebo
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+    if all(v is None for v in status.values()):
+        _remove_stale_outputs(results_dir, started, log)
     return status
+
+
+def _remove_stale_outputs(results_dir: Path, started: float, log=print) -> None:
+    """Delete figures and tables that no notebook wrote in this rendering (e.g. of records that left the
+    store), so the profile page shows only what its records support. Only after every notebook succeeded:
+    a failed rendering keeps the previous files."""
+    for sub, patterns in (("figures", ("*.png", "*.pdf")), ("tables", ("*.csv",))):
+        for pattern in patterns:
+            for f in sorted((results_dir / sub).glob(pattern)):
+                if f.stat().st_mtime < started:
+                    f.unlink()
+                    log(f"removed {sub}/{f.name}: no notebook wrote it this time")
 
 
 _VOLATILE_PAPERMILL = ("start_time", "end_time", "duration", "input_path", "output_path")

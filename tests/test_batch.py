@@ -125,7 +125,11 @@ def test_rendering_twice_writes_identical_files(tmp_path):
 
     assert all(v is None for v in run_notebooks("small", res, "sst2", notebooks_dir=nbs).values())
     first = snapshot()
+    stale = [res / "figures" / "03_weights_sst2_v10.png", res / "tables" / "01_gone.csv"]
+    for f in stale:  # outputs of records that have since left the store
+        f.write_bytes(b"old")
     assert all(v is None for v in run_notebooks("small", res, "sst2", notebooks_dir=nbs).values())
+    assert not any(f.exists() for f in stale)
     second = snapshot()
     assert sorted(first) == sorted(second) and any(str(p).endswith(".pdf") for p in first)
     changed = [str(p) for p in first if first[p] != second[p]]
