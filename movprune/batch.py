@@ -204,7 +204,8 @@ _VOLATILE_PAPERMILL = ("start_time", "end_time", "duration", "input_path", "outp
 
 def scrub_notebook(path: Path) -> None:
     """Remove what changes on every execution from an executed notebook: papermill's and the kernel's
-    timestamps, the absolute input/output paths, and the random id of the injected parameters cell."""
+    timestamps, the absolute input/output paths, the random id of the injected parameters cell, and the
+    chunking of printed text (how a stream splits into outputs depends on when the kernel flushed)."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     for key in _VOLATILE_PAPERMILL:
         nb.get("metadata", {}).get("papermill", {}).pop(key, None)
@@ -215,9 +216,27 @@ def scrub_notebook(path: Path) -> None:
             meta.get("papermill", {}).pop(key, None)
         if "injected-parameters" in meta.get("tags", []):
             cell["id"] = "injected-parameters"
+        if cell.get("outputs"):
+            cell["outputs"] = _merge_streams(cell["outputs"])
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _merge_streams(outputs: list) -> list:
+    """Adjacent stdout (or stderr) outputs of a cell as one output, its text split into lines."""
+    merged = []
+    for out in outputs:
+        prev = merged[-1] if merged else None
+        if (out.get("output_type") == "stream" and prev is not None and prev.get("output_type") == "stream"
+                and prev.get("name") == out.get("name")):
+            prev["text"] = "".join(prev["text"]) + "".join(out["text"])
+        else:
+            merged.append(dict(out))
+    for out in merged:
+        if out.get("output_type") == "stream":
+            out["text"] = "".join(out["text"]).splitlines(keepends=True)
+    return merged
 
 
 def _run_devices(runs_dir: Path) -> dict:

@@ -137,3 +137,26 @@ def test_rendering_twice_writes_identical_files(tmp_path):
     executed = json.loads((res / "notebooks" / "01_results_table.ipynb").read_text())
     injected = [c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert 'results_dir = "../results/small"' in "".join(injected[0]["source"])
+
+
+def test_scrub_merges_stream_chunks(tmp_path):
+    """Printed text comes back as one output whatever the kernel's flush timing."""
+    from movprune.batch import scrub_notebook
+
+    def nb(outputs):
+        return {"cells": [{"cell_type": "code", "metadata": {}, "source": [], "outputs": outputs}],
+                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+    split = nb([{"name": "stdout", "output_type": "stream", "text": ["a\n", "b"]},
+                {"name": "stdout", "output_type": "stream", "text": ["c\n"]},
+                {"name": "stderr", "output_type": "stream", "text": "warn\n"},
+                {"output_type": "execute_result", "data": {"text/plain": ["1"]}, "metadata": {}, "execution_count": 1}])
+    whole = nb([{"name": "stdout", "output_type": "stream", "text": ["a\n", "bc\n"]},
+                {"name": "stderr", "output_type": "stream", "text": "warn\n"},
+                {"output_type": "execute_result", "data": {"text/plain": ["1"]}, "metadata": {}, "execution_count": 1}])
+    for name, content in (("split", split), ("whole", whole)):
+        (tmp_path / f"{name}.ipynb").write_text(json.dumps(content))
+        scrub_notebook(tmp_path / f"{name}.ipynb")
+    assert (tmp_path / "split.ipynb").read_bytes() == (tmp_path / "whole.ipynb").read_bytes()
+    outs = json.loads((tmp_path / "split.ipynb").read_text())["cells"][0]["outputs"]
+    assert [o.get("name") for o in outs] == ["stdout", "stderr", None] and outs[0]["text"] == ["a\n", "bc\n"]
