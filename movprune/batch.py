@@ -194,7 +194,7 @@ def _remove_stale_outputs(results_dir: Path, started: float, log=print) -> None:
     for sub, patterns in (("figures", ("*.png", "*.pdf")), ("tables", ("*.csv",))):
         for pattern in patterns:
             for f in sorted((results_dir / sub).glob(pattern)):
-                if f.stat().st_mtime < started:
+                if f.stat().st_mtime < started - 2.0:  # margin for filesystems with coarse timestamps
                     f.unlink()
                     log(f"removed {sub}/{f.name}: no notebook wrote it this time")
 

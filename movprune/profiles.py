@@ -172,7 +172,7 @@ RECIPE_STEPS, RECIPE_WARMUP, RECIPE_RAMP = 3400, 1000, 2000
 RECIPE = TaskBudget(max_steps=RECIPE_STEPS, batch_size=64, max_length=64, lr=5e-5, bf16=True, stop_on_collapse=True,
                     sparsity_warmup_steps=RECIPE_WARMUP,
                     sparsity_cooldown_steps=RECIPE_STEPS - RECIPE_WARMUP - RECIPE_RAMP)
-# SICK (the MNLI stand-in): the same steps and schedule with batch 32 (4,500 pairs: ~17 epochs); pairs
+# SICK (the MNLI stand-in): the same steps and schedule with batch 32 (4,500 pairs: ~24 epochs); pairs
 # are at most 61 tokens; scored on the 4,927-pair test split (dev's 500 pairs give +-2 points of noise)
 RECIPE_SICK = dataclasses.replace(RECIPE, batch_size=32, eval_split="test")
 # SQuAD (offline split): 192-token windows, stride 64, batch 16 (docs/performance.md: a 384-token step
@@ -189,8 +189,8 @@ def _medium() -> Profile:
                     ("sick", "movement", 0.03), ("sick", "magnitude", 0.03)),
         notes=("MiniLM-L6: all of SST-2 for 3,400 steps of 64 (2.8 epochs), SICK for 3,400 steps of 32; the first "
                "weight pruned after 1,000 steps, the cubic ramp over the next 2,000 (the seed study of "
-               "docs/findings.md), bf16 autocast; ~40 min per SST-2 run and ~25 min per SICK run on one core "
-               "of a 2-core CPU"),
+               "docs/findings.md), bf16 autocast; ~50-60 min per SST-2 run and ~25-35 min per SICK run on one "
+               "core of a 2-core CPU (two runs side by side)"),
     )
 
 
