@@ -1,6 +1,7 @@
 """The main job: every run the notebooks need, then every notebook, into ``results/<profile>/``.
 
-    python -m movprune batch                      # profile 'small' (the default)
+    python -m movprune batch                      # profile 'small' (the default), then the other
+                                                  # profiles' committed records re-rendered
     python -m movprune batch --profile smoke      # the whole pipeline in minutes
     python -m movprune batch --only sweeps        # training only (e.g. on a GPU machine)
     python -m movprune batch --only notebooks     # figures and tables from the store
@@ -13,6 +14,10 @@ Two steps, both restartable:
 2. notebooks - each notebook in ``notebooks/`` is executed with papermill into
    ``results/<profile>/notebooks/``; they write ``figures/`` and ``tables/``. A failing
    notebook does not stop the others.
+
+With no ``--profile``, the batch then re-renders every other profile whose run records are
+committed under ``results/`` (``medium``: SST-2 and SICK; ``gpu``): notebooks only, nothing trained
+for them (``--also none`` skips this; ``--profile medium`` trains that profile's missing runs).
 
 Finally ``results/<profile>/README.md`` shows every figure and table with the profile, machine and
 wall time that produced them. The exit status is 1 when any run or notebook failed.
@@ -261,7 +266,35 @@ def _legacy_training(old: dict) -> dict:
             "torch": old.get("torch", "?"), "finished_at": old.get("finished_at", "?")}
 
 
-def write_readme(results_dir: Path, meta: dict) -> Path:
+def training_cost(runs_dir: Path, missing=()) -> list:
+    """What retraining a profile costs, from its stored records' own ``train_time_s``.
+
+    One line per device: runs, summed training hours (one run at a time). When ``missing`` configs are
+    given, one more line estimates them at the mean time of the stored runs of the same task and
+    device (an estimate, labelled as one; tasks with no stored run are counted, not timed).
+    """
+    from collections import defaultdict
+
+    per_device, per_task = defaultdict(list), defaultdict(list)
+    for r in ResultStore(runs_dir).records():
+        if r.get("train_time_s") is None:
+            continue
+        per_device[r.get("device", "unknown")].append(r["train_time_s"])
+        per_task[(r.get("device", "unknown"), r.get("task"))].append(r["train_time_s"])
+    lines = [f"{device}: {len(t)} runs, {sum(t) / 3600:.1f} h of training"
+             for device, t in sorted(per_device.items())]
+    if missing:
+        for device in sorted(per_device):
+            timed = [per_task[(device, c.task)] for c in missing if per_task.get((device, c.task))]
+            est = sum(sum(t) / len(t) for t in timed)
+            lines.append(f"the {len(missing)} runs still missing, at the mean time of this device's stored runs "
+                         f"of their task: ~{est / 3600:.1f} h on {device}"
+                         + (f" ({len(missing) - len(timed)} of them on tasks with no stored run, not counted)"
+                            if len(timed) < len(missing) else ""))
+    return lines
+
+
+def write_readme(results_dir: Path, meta: dict, missing=()) -> Path:
     """``results/<profile>/README.md``: every figure and table, and how they were made."""
     lines = [f"# Results — profile `{meta['profile']}`", "", f"Produced by `{meta['command']}`.", ""]
     training = meta.get("training") or {}
@@ -276,6 +309,11 @@ def write_readme(results_dir: Path, meta: dict) -> Path:
     if devices:
         lines += ["Runs in the store, by the device that trained them: "
                   + ", ".join(f"{d} ({n})" for d, n in devices.items()) + ".", ""]
+    cost = training_cost(results_dir / "runs", missing)
+    if cost:
+        lines += ["Training time (each record's own `train_time_s`, summed as if one run at a time; "
+                  "`cpu x1` = one thread, so two runs side by side on 2 cores halve the wall time):", ""]
+        lines += [f"- {c}" for c in cost] + [""]
     failed_runs = meta["sweeps"].get("failed") or {}
     failed_nbs = {k: v for k, v in (meta.get("notebooks") or {}).items() if v}
     if failed_runs or failed_nbs:
@@ -334,10 +372,24 @@ def _csv_to_markdown(path: Path, max_rows: int = 60) -> str:
     return "\n".join(out)
 
 
+def committed_profiles(results="results", exclude=()) -> list:
+    """Known profiles (other than ``exclude``) that have run records in ``results/<profile>/runs/``."""
+    from .profiles import PROFILES
+
+    return [name for name in PROFILES
+            if name not in exclude and any((Path(results) / name / "runs").glob("*.json"))]
+
+
 def run_batch(profile: str = "small", tasks=None, seeds=None, results="results", work_dir="checkpoints",
-              only=None, notebooks_dir: Path = NOTEBOOKS, jobs=None) -> int:
-    """The whole job; returns the process exit status (0 = everything succeeded)."""
+              only=None, notebooks_dir: Path = NOTEBOOKS, jobs=None, also=()) -> int:
+    """The whole job; returns the process exit status (0 = everything succeeded).
+
+    ``also``: further profiles whose notebooks are re-executed over their stored records after this
+    one (nothing is trained for them), e.g. ``committed_profiles(results, exclude=[profile])``.
+    """
     prof = get_profile(profile)
+    for name in also:
+        get_profile(name)  # an unknown name fails before any work
     if tasks in (None, ""):
         task_list = list(prof.tasks)
     elif tasks == "all":
@@ -391,8 +443,14 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
         ok &= all(v is None for v in meta["notebooks"].values())
     results_dir.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
-    readme = write_readme(results_dir, meta)
+    have = {r.get("run_id") for r in store.records()}
+    readme = write_readme(results_dir, meta, missing=[c for c in configs if c.run_id() not in have])
     write_index(Path(results))
     failed = list(meta["sweeps"].get("failed", {})) + [k for k, v in meta["notebooks"].items() if v]
     print(f"[batch] wrote {readme}; " + ("all succeeded" if not failed else f"FAILED: {', '.join(failed)}"))
+    for name in also:
+        n = len(list((Path(results) / name / "runs").glob("*.json")))
+        print(f"[batch] profile {name}: re-rendering its {n} stored runs (notebooks only; "
+              f"`python -m movprune batch --profile {name}` trains its missing runs)")
+        ok &= run_batch(name, results=results, work_dir=work_dir, only="notebooks", notebooks_dir=notebooks_dir) == 0
     return 0 if ok else 1

@@ -113,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("--store", default="results/runs")
     p_batch = sub.add_parser("batch", help="the main job: sweeps for every notebook, then every notebook",
                              allow_abbrev=False)
-    p_batch.add_argument("--profile", default="small", help="smoke | small (default) | medium | gpu | paper")
+    p_batch.add_argument("--profile", default=None, help="smoke | small (default) | medium | gpu | paper")
+    p_batch.add_argument("--also", default=None,
+                         help="comma-separated profiles whose stored runs are re-rendered afterwards (notebooks "
+                              "only), or 'none'; default: with no --profile, every other profile with "
+                              "committed runs, else none")
     p_batch.add_argument("--tasks", default=None, help="comma-separated tasks, or 'all' (default: the profile's)")
     p_batch.add_argument("--seeds", type=int, default=None, help="seeds per config (default: the profile's)")
     p_batch.add_argument("--results", default="results", help="output folder (default results)")
@@ -229,8 +233,17 @@ def main(argv=None) -> int:
         elif args.command == "batch":
             from .batch import run_batch
 
-            return run_batch(profile=args.profile, tasks=args.tasks, seeds=args.seeds, results=args.results,
-                             work_dir=args.work_dir, only=args.only, jobs=args.jobs)
+            from .batch import committed_profiles
+
+            profile = args.profile or "small"
+            if args.also is None:
+                also = [] if args.profile else committed_profiles(args.results, exclude=[profile, "smoke", "paper"])
+            elif args.also.strip().lower() == "none":
+                also = []
+            else:
+                also = [p.strip() for p in args.also.split(",") if p.strip() and p.strip() != profile]
+            return run_batch(profile=profile, tasks=args.tasks, seeds=args.seeds, results=args.results,
+                             work_dir=args.work_dir, only=args.only, jobs=args.jobs, also=also)
         elif args.command == "diagnose":
             from .diagnose import diagnose_folder, format_report
 

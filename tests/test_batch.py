@@ -161,3 +161,23 @@ def test_scrub_merges_stream_chunks(tmp_path):
     assert (tmp_path / "split.ipynb").read_bytes() == (tmp_path / "whole.ipynb").read_bytes()
     outs = json.loads((tmp_path / "split.ipynb").read_text())["cells"][0]["outputs"]
     assert [o.get("name") for o in outs] == ["stdout", "stderr", None] and outs[0]["text"] == ["a\n", "bc\n"]
+
+
+def test_training_cost_sums_the_records_and_estimates_the_missing_runs_per_task(tmp_path):
+    from types import SimpleNamespace
+
+    from movprune.batch import training_cost
+    from movprune.store import ResultStore
+
+    store = ResultStore(tmp_path)
+    for i, (task, t) in enumerate([("sst2", 3000.0), ("sst2", 4200.0), ("sick", 1800.0)]):
+        store.put({"run_id": f"r{i}", "task": task, "metrics": {"accuracy": 50.0}, "device": "cpu x1",
+                   "train_time_s": t})
+    store.put({"run_id": "old", "task": "sst2", "metrics": {"accuracy": 50.0}, "device": "cpu x1"})  # untimed
+    missing = [SimpleNamespace(task="sst2"), SimpleNamespace(task="sick"), SimpleNamespace(task="squad")]
+    lines = training_cost(tmp_path, missing)
+    assert lines[0] == "cpu x1: 3 runs, 2.5 h of training"                       # 9,000 s
+    # sst2 at its mean 3,600 s + sick 1,800 s = 1.5 h; squad has no stored run: counted, not timed
+    assert lines[1].startswith("the 3 runs still missing") and "~1.5 h on cpu x1" in lines[1]
+    assert "(1 of them on tasks with no stored run, not counted)" in lines[1]
+    assert training_cost(tmp_path / "empty") == []

@@ -76,3 +76,50 @@ def test_failing_notebook_makes_the_batch_exit_non_zero(tmp_path, monkeypatch):
     meta = json.loads((tmp_path / "results" / "smoke" / "batch.json").read_text())
     assert "deliberately broken" in meta["notebooks"]["broken.ipynb"]
     assert "broken.ipynb" in (tmp_path / "results" / "smoke" / "README.md").read_text()
+
+
+def test_batch_re_renders_the_other_committed_profiles_without_training(tmp_path, monkeypatch):
+    from movprune.batch import committed_profiles, run_batch
+
+    monkeypatch.chdir(tmp_path)
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    cell = {"cell_type": "code", "id": "ok", "metadata": {}, "execution_count": None, "outputs": [],
+            "source": ["print('rendered')"]}
+    notebook = {"cells": [cell], "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                             "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    (nbs / "ok.ipynb").write_text(json.dumps(notebook))
+    results = tmp_path / "results"
+    for name in ("smoke", "medium"):
+        (results / name / "runs").mkdir(parents=True)
+    (results / "medium" / "runs" / "x.json").write_text("{}")
+    assert committed_profiles(results, exclude=["smoke"]) == ["medium"]
+    # a medium run would take an hour: reaching the trainer for it fails the test
+    monkeypatch.setattr("movprune.batch.run_sweeps", lambda *a, **k: pytest.fail("trained for an also-profile"))
+    rc = run_batch(profile="smoke", results=str(results), work_dir=str(tmp_path / "work"), only="notebooks",
+                   notebooks_dir=nbs, also=["medium"])
+    assert rc == 0
+    meta = json.loads((results / "medium" / "batch.json").read_text())
+    assert meta["notebooks"] == {"ok.ipynb": None} and meta["tasks"] == ["sst2", "sick"]
+    assert (results / "medium" / "notebooks" / "ok.ipynb").is_file()
+    assert "## Results — profile `medium`" in (results / "README.md").read_text()
+    with pytest.raises(ValueError, match="unknown profile"):
+        run_batch(profile="smoke", results=str(results), only="notebooks", notebooks_dir=nbs, also=["nope"])
+
+
+def test_batch_cli_adds_committed_profiles_only_without_an_explicit_profile(tmp_path, monkeypatch):
+    from movprune import cli
+
+    calls = []
+    monkeypatch.setattr("movprune.batch.run_batch", lambda **kw: calls.append(kw) or 0)
+    (tmp_path / "medium" / "runs").mkdir(parents=True)
+    (tmp_path / "medium" / "runs" / "x.json").write_text("{}")
+    (tmp_path / "small" / "runs").mkdir(parents=True)
+    (tmp_path / "small" / "runs" / "y.json").write_text("{}")
+    for argv, profile, also in [([], "small", ["medium"]), (["--profile", "small"], "small", []),
+                                (["--also", "none"], "small", []), (["--profile", "smoke", "--also", "medium,smoke"],
+                                                                     "smoke", ["medium"])]:
+        calls.clear()
+        assert cli.main(["batch", "--results", str(tmp_path), *argv]) == 0
+        assert (calls[0]["profile"], calls[0]["also"]) == (profile, also)
