@@ -57,18 +57,23 @@ def test_corrupted_record_is_ignored_with_a_warning_and_rerun(tmp_path, capsys, 
     assert json.loads(store.path(config.run_id()).read_text())["metrics"] == record["metrics"]
 
 
+def _one_cell_notebook(folder: Path, name: str, source: str) -> Path:
+    """``folder/<name>.ipynb``: a notebook with one code cell; returns the folder."""
+    folder.mkdir()
+    cell = {"cell_type": "code", "id": name, "metadata": {}, "execution_count": None, "outputs": [],
+            "source": [source]}
+    notebook = {"cells": [cell], "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                             "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    (folder / f"{name}.ipynb").write_text(json.dumps(notebook))
+    return folder
+
+
 def test_failing_notebook_makes_the_batch_exit_non_zero(tmp_path, monkeypatch):
     from movprune.batch import run_batch
 
     monkeypatch.chdir(tmp_path)
-    nbs = tmp_path / "nbs"
-    nbs.mkdir()
-    cell = {"cell_type": "code", "id": "broken", "metadata": {}, "execution_count": None, "outputs": [],
-            "source": ["raise RuntimeError('deliberately broken')"]}
-    notebook = {"cells": [cell], "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                             "language": "python"}},
-                "nbformat": 4, "nbformat_minor": 5}
-    (nbs / "broken.ipynb").write_text(json.dumps(notebook))
+    nbs = _one_cell_notebook(tmp_path / "nbs", "broken", "raise RuntimeError('deliberately broken')")
     (tmp_path / "results" / "smoke" / "runs").mkdir(parents=True)
     rc = run_batch(profile="smoke", results=str(tmp_path / "results"), work_dir=str(tmp_path / "work"),
                    only="notebooks", notebooks_dir=nbs)
@@ -82,14 +87,7 @@ def test_batch_re_renders_the_other_committed_profiles_without_training(tmp_path
     from movprune.batch import committed_profiles, run_batch
 
     monkeypatch.chdir(tmp_path)
-    nbs = tmp_path / "nbs"
-    nbs.mkdir()
-    cell = {"cell_type": "code", "id": "ok", "metadata": {}, "execution_count": None, "outputs": [],
-            "source": ["print('rendered')"]}
-    notebook = {"cells": [cell], "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                             "language": "python"}},
-                "nbformat": 4, "nbformat_minor": 5}
-    (nbs / "ok.ipynb").write_text(json.dumps(notebook))
+    nbs = _one_cell_notebook(tmp_path / "nbs", "ok", "print('rendered')")
     results = tmp_path / "results"
     for name in ("smoke", "medium"):
         (results / name / "runs").mkdir(parents=True)
