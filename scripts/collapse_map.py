@@ -72,9 +72,11 @@ SETTINGS = {
     "warmup1000-1pct": ("1% kept, warm-up 1,000", dict(_warmup(MAP_WARMUP), remaining=0.01)),
     "warmup1000-3pct-magnitude": ("magnitude, 3% kept, warm-up 1,000",
                                   dict(_warmup(MAP_WARMUP), remaining=0.03, method="magnitude")),
+    "ramp2000-10pct": ("10% kept, 2,000-step ramp (3,400 steps)", _ramp(2000, 0.1)),
     "ramp2000-3pct": ("3% kept, 2,000-step ramp (3,400 steps)", _ramp(2000, 0.03)),
     "ramp2000-1pct": ("1% kept, 2,000-step ramp (3,400 steps)", _ramp(2000, 0.01)),
     # magnitude under the same schedule: the baseline movement has to beat at 3% and 1%
+    "ramp2000-10pct-magnitude": ("magnitude, 10% kept, 2,000-step ramp", dict(_ramp(2000, 0.1), method="magnitude")),
     "ramp2000-3pct-magnitude": ("magnitude, 3% kept, 2,000-step ramp", dict(_ramp(2000, 0.03), method="magnitude")),
     "ramp2000-1pct-magnitude": ("magnitude, 1% kept, 2,000-step ramp", dict(_ramp(2000, 0.01), method="magnitude")),
 }

@@ -131,7 +131,8 @@ def test_collapse_map_commands_rebuild_the_same_runs():
     from movprune.profiles import get_profile
 
     medium = {c.run_id() for c in get_profile("medium").all_configs()}
-    for name in ("ramp2000-3pct", "ramp2000-1pct", "ramp2000-3pct-magnitude"):
+    for name in ("ramp2000-10pct", "ramp2000-3pct", "ramp2000-1pct", "ramp2000-10pct-magnitude",
+                 "ramp2000-3pct-magnitude"):
         assert cm.configs(name, [0])[0].run_id() in medium and cm.store_of(name) == cm.MEDIUM_STORE
     assert cm.configs("warmup1000", [0])[0].run_id() not in medium
 
