@@ -81,7 +81,9 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
         else:
             p.add_argument(flag, type=typ, help=help_)
     p.add_argument("--distill", action="store_true", help="distil from a dense fine-tuned teacher")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (fp32 master weights; CPUs with avx512_bf16, GPUs)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast, fp32 master weights (default: on where the hardware runs bf16 natively: "
+                        "CUDA GPUs with bf16, CPUs with avx512_bf16 / AMX; --no-bf16 for fp32)")
     p.add_argument("--group-by-length", action="store_true",
                    help="batches of similar lengths (less padding) instead of uniform shuffling")
     lam = p.add_mutually_exclusive_group()
@@ -181,8 +183,14 @@ def _export(args) -> str:
 def _config_kwargs(args, overrides=None) -> dict:
     kwargs = {name: getattr(args, name) for name in RUN_FIELDS if getattr(args, name, None) is not None}
     kwargs.update(overrides or {})
-    for flag in ("distill", "bf16", "group_by_length", "stop_on_collapse"):
+    for flag in ("distill", "group_by_length", "stop_on_collapse"):
         kwargs[flag] = getattr(args, flag)
+    if args.bf16 is None:
+        from .train import bf16_native
+
+        kwargs["bf16"] = bf16_native()
+    else:
+        kwargs["bf16"] = args.bf16
     if args.constant_lambda is not None:
         kwargs["constant_lambda"] = args.constant_lambda
     if getattr(args, "save_steps", None) is not None:

