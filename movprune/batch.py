@@ -281,7 +281,7 @@ def training_cost(runs_dir: Path, missing=()) -> list:
             continue
         per_device[r.get("device", "unknown")].append(r["train_time_s"])
         per_task[(r.get("device", "unknown"), r.get("task"))].append(r["train_time_s"])
-    lines = [f"{device}: {len(t)} runs, {sum(t) / 3600:.1f} h of training"
+    lines = [f"{device}: {len(t)} run{'s' if len(t) != 1 else ''}, {sum(t) / 3600:.1f} h of training"
              for device, t in sorted(per_device.items())]
     if missing:
         for device in sorted(per_device):
