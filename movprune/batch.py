@@ -448,7 +448,7 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
     write_index(Path(results))
     failed = list(meta["sweeps"].get("failed", {})) + [k for k, v in meta["notebooks"].items() if v]
     print(f"[batch] wrote {readme}; " + ("all succeeded" if not failed else f"FAILED: {', '.join(failed)}"))
-    for name in also:
+    for name in also if only != "sweeps" else ():  # --only sweeps renders nothing
         n = len(list((Path(results) / name / "runs").glob("*.json")))
         print(f"[batch] profile {name}: re-rendering its {n} stored runs (notebooks only; "
               f"`python -m movprune batch --profile {name}` trains its missing runs)")

@@ -239,9 +239,7 @@ def main(argv=None) -> int:
             for record in ResultStore(args.store).records():
                 print(_fmt(record))
         elif args.command == "batch":
-            from .batch import run_batch
-
-            from .batch import committed_profiles
+            from .batch import committed_profiles, run_batch
 
             profile = args.profile or "small"
             if args.also is None:

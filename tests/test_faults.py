@@ -104,6 +104,11 @@ def test_batch_re_renders_the_other_committed_profiles_without_training(tmp_path
     assert "## Results — profile `medium`" in (results / "README.md").read_text()
     with pytest.raises(ValueError, match="unknown profile"):
         run_batch(profile="smoke", results=str(results), only="notebooks", notebooks_dir=nbs, also=["nope"])
+    # --only sweeps (training only, e.g. on a GPU box) renders nothing, for no profile
+    monkeypatch.setattr("movprune.batch.run_sweeps", lambda *a, **k: {"trained": 0, "cached": 0, "failed": {}})
+    monkeypatch.setattr("movprune.batch.run_notebooks", lambda *a, **k: pytest.fail("rendered with --only sweeps"))
+    assert run_batch(profile="smoke", results=str(results), work_dir=str(tmp_path / "work"), only="sweeps",
+                     notebooks_dir=nbs, also=["medium"]) == 0
 
 
 def test_batch_cli_adds_committed_profiles_only_without_an_explicit_profile(tmp_path, monkeypatch):
