@@ -104,6 +104,30 @@ class ResultsTable:
     paper: Optional[pd.DataFrame]
     notes: list = field(default_factory=list)
 
+    def beside_paper(self) -> Optional[pd.DataFrame]:
+        """Our cells next to the paper's, for the tasks that have a counterpart (None if none).
+
+        Columns ``(SICK 3%, ours)``, ``(SICK 3%, paper (MNLI))``, ... one pair per task and remaining
+        weights, so each of our cells (with its n) sits beside the paper's value.
+        """
+        if self.paper is None:
+            return None
+        ours = {t: t for t, _ in self.table.columns}
+        cols, data = [], []
+        for ptask, pct in self.paper.columns:
+            label = ptask.split(" (paper")[0]
+            mine = ptask.split(", vs ")[1].rstrip(")") if ", vs " in ptask else label
+            if mine not in ours:
+                continue
+            cols += [(f"{mine} {pct}", "ours"), (f"{mine} {pct}", "paper" if label == mine else f"paper ({label})")]
+            data += [self.table[(mine, pct)], self.paper[(ptask, pct)]]
+        if not cols:
+            return None
+        out = pd.concat(data, axis=1)
+        out.columns = pd.MultiIndex.from_tuples(cols, names=["cell", "source"])
+        out.index.name = "method"
+        return out
+
     def markdown(self) -> str:
         parts = ["**This reproduction**", "", to_markdown(self.table)]
         if self.paper is not None:

@@ -346,3 +346,18 @@ def test_results_table_names_a_non_dev_eval_split():
     notes = A.results_table(df, ["sst2", "sick"], sparsities=(0.10,)).notes
     assert "SICK is scored on its test split." in notes
     assert not any("SST-2 is scored" in n for n in notes)
+
+
+def test_beside_paper_pairs_our_cell_with_the_papers(results):
+    df = A.load_records(results)
+    res = A.results_table(df, ["sst2", "sick", "squad"], sparsities=(0.10, 0.03), distill=True)
+    b = res.beside_paper()
+    flat = A.flatten_columns(b)
+    # SST-2 has no counterpart: only SICK (vs MNLI) and SQuAD pairs, ours first, then the paper's
+    assert list(flat.columns) == ["SICK 10% ours", "SICK 10% paper (MNLI)", "SICK 3% ours", "SICK 3% paper (MNLI)",
+                                  "SQuAD v1.1 10% ours", "SQuAD v1.1 10% paper",
+                                  "SQuAD v1.1 3% ours", "SQuAD v1.1 3% paper"]
+    mv = A.METHOD_LABELS["movement"]
+    assert b.loc[mv, ("SICK 3%", "paper (MNLI)")] == "76.5"
+    assert b.loc[A.METHOD_LABELS["dense"], ("SICK 3%", "ours")] == "80.0 (n=1)"
+    assert A.results_table(df, ["sst2"]).beside_paper() is None
