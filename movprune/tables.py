@@ -112,7 +112,7 @@ class ResultsTable:
         """
         if self.paper is None:
             return None
-        ours = {t: t for t, _ in self.table.columns}
+        ours = {t for t, _ in self.table.columns}  # our task labels (SST-2, SICK, ...)
         cols, data = [], []
         for ptask, pct in self.paper.columns:
             label = ptask.split(" (paper")[0]
