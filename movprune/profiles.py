@@ -59,8 +59,8 @@ class Profile:
     all_tasks: tuple
     budgets: dict
     sparsities: tuple = SPARSITIES
-    soft_lambdas: tuple = ()
-    l0_lambdas: tuple = ()
+    soft_lambdas: tuple | dict = ()  # one grid for every task, or {task: grid}
+    l0_lambdas: tuple | dict = ()
     seeds: tuple = (0,)
     score_lr: Optional[float] = None       # movement (paper 1e-2; ranking is invariant to its scale)
     soft_score_lr: Optional[float] = None  # soft movement (paper 1e-2)
@@ -74,6 +74,11 @@ class Profile:
     # cells trained for more seeds than ``seeds``: ((task, method, remaining), ...) for ``cell_seeds``
     seed_cells: tuple = ()
     cell_seeds: tuple = (0, 1, 2)
+
+    def lambdas(self, method: str, task: str) -> tuple:
+        """The lambda grid of ``method`` ("soft_movement" or "l0") for ``task``."""
+        grid = self.soft_lambdas if method == "soft_movement" else self.l0_lambdas
+        return tuple(grid.get(task, ())) if isinstance(grid, dict) else tuple(grid)
 
     def base(self, task: str, seed: int) -> dict:
         b = dataclasses.asdict(self.budgets[task])
@@ -104,10 +109,10 @@ class Profile:
                     for v in self.sparsities:
                         for method in ("magnitude", "movement"):
                             add(group, **b, method=method, remaining=v, distill=distill, score_lr=self.score_lr)
-                    for lam in self.soft_lambdas:
+                    for lam in self.lambdas("soft_movement", task):
                         add(group, **b, method="soft_movement", final_lambda=lam, distill=distill,
                             score_lr=self.soft_score_lr)
-                    for lam in self.l0_lambdas:
+                    for lam in self.lambdas("l0", task):
                         add(group, **b, method="l0", final_lambda=lam, distill=distill, score_lr=self.l0_score_lr,
                             constant_lambda=self.l0_constant_lambda)
                 for v in self.sparsities if self.with_global else ():
@@ -185,6 +190,9 @@ def _medium() -> Profile:
         name="medium", model="minilm", tasks=("sst2", "sick"), all_tasks=("sst2", "sick", "squad"),
         budgets={"sst2": RECIPE, "sick": RECIPE_SICK, "squad": RECIPE_SQUAD},
         score_lr=1e-2, distill_options=(False,), with_global=False, with_control=False,
+        # SICK only: soft movement (score lr 1e-2, the paper's) and L0 (score lr 1e-1), both with lambda
+        # ramped on the pruning schedule; grids from a pilot at this budget (docs/findings.md)
+        soft_lambdas={"sick": (1000.0, 3000.0)}, l0_lambdas={"sick": (100.0, 300.0)}, l0_constant_lambda=False,
         seed_cells=(("sst2", "movement", 0.1), ("sst2", "movement", 0.03),
                     ("sick", "movement", 0.03), ("sick", "magnitude", 0.03)),
         notes=("MiniLM-L6: all of SST-2 for 3,400 steps of 64 (2.8 epochs), SICK for 3,400 steps of 32; the first "
