@@ -532,6 +532,70 @@ _PNG_METADATA = {"Software": None}
 _PDF_METADATA = {"CreationDate": None}
 
 
+ADAPTIVE_METHODS = ("soft_movement", "l0")
+
+
+def layer_profile_runs(df: pd.DataFrame, task: str, distill: bool = False) -> pd.DataFrame:
+    """The runs whose per-layer sparsity is chosen by the method, not fixed by a local target.
+
+    Soft movement and L0 (thresholded, their per-matrix sparsity is learned) and global top-k
+    magnitude / movement; runs without per-layer counts or at 100% are left out. Sorted by method,
+    then remaining weights.
+    """
+    rows = select(df, task=task, distill=distill)
+    if rows.empty:
+        return rows
+    adaptive = rows.method.isin(ADAPTIVE_METHODS) | (rows.method.isin(TOPK_METHODS) & (rows.scope == "global"))
+    rows = rows[adaptive & rows.per_layer.map(lambda d: bool(d)) & (rows.remaining.astype(float) < 0.999)]
+    return rows.sort_values(["method", "remaining", "seed"])
+
+
+def plot_layer_profile(df: pd.DataFrame, task: str, distill: bool = False, profile: Optional[str] = None):
+    """Which layers the adaptive selections keep: every soft movement, L0 and global top-k run.
+
+    Left: kept fraction of each layer (log scale), one line per run. Right: the same divided by the
+    run's overall kept fraction, so runs at different sparsities share one scale: 1 is a uniform
+    spread, above 1 the layer keeps more than the run's average. The paper reports that the
+    first-order methods (movement, soft movement) keep more of the lower layers than magnitude does.
+    """
+    fig, axes = _figure(1, 2, figsize=(12, 4.6))
+    runs = layer_profile_runs(df, task, distill)
+    if runs.empty:
+        for ax in axes[0]:
+            _no_data(ax, "no soft movement, L0 or global top-k run in the store")
+        fig.suptitle(_title(task, df, profile, "kept weights per layer"), fontsize=11)
+        return fig
+    layers = sorted({int(k) for d in runs.per_layer for k in d if str(k).lstrip("-").isdigit()})
+    seen = set()
+    for _, r in runs.iterrows():
+        kept = np.array([float(r.per_layer.get(str(l), np.nan)) for l in layers])
+        style = METHOD_STYLE.get(r.method, {})
+        name = METHOD_LABELS.get(r.method, r.method) + (" (global)" if r.method in TOPK_METHODS else "")
+        v = 100 * float(r.remaining)
+        kept_label = f"{v:.0f}%" if v >= 10 else f"{v:.1f}%" if v >= 1 else f"{v:.2g}%"
+        label = f"{name} {kept_label}" + (f" (seed {int(r.seed)})" if int(r.seed) else "")
+        for ax, y in zip(axes[0], (100 * kept, kept / float(r.remaining))):
+            ax.plot(layers, y, color=style.get("color"), marker=style.get("marker"), markersize=4, linewidth=1.2,
+                    alpha=0.85, label=label if ax is axes[0][1] else None)
+        seen.add(r.method)
+    ax = axes[0][0]
+    ax.set_yscale("log")
+    ax.set_ylabel("kept weights in the layer (%, log scale)")
+    ax.set_title("kept fraction per layer", fontsize=10)
+    ax = axes[0][1]
+    ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    ax.set_ylabel("layer's kept fraction / run's kept fraction")
+    ax.set_title("relative to the run's overall density (1 = uniform)", fontsize=10)
+    ax.legend(fontsize=7, loc="best", ncol=2 if len(runs) > 6 else 1)
+    for ax in axes[0]:
+        ax.set_xticks(layers)
+        ax.set_xlabel("layer (0 = next to the embeddings)")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(_title(task, df, profile, "kept weights per layer" + (", with distillation" if distill else "")),
+                 fontsize=11)
+    return fig
+
+
 def _settle_layout(fig, max_draws: int = 20) -> None:
     """Lay ``fig`` out again until its axes stop moving (at most ``max_draws`` times).
 

@@ -300,6 +300,31 @@ def test_plot_local_vs_global_and_per_layer(results, tmp_path):
     _check_saved(fig, tmp_path, "per_layer_missing")
 
 
+def test_layer_profile_picks_adaptive_runs_and_normalises_by_density(tmp_path):
+    """Soft movement / L0 (any scope) and global top-k runs are drawn; local top-k and dense are not;
+    the right panel divides each layer's kept fraction by the run's overall kept fraction."""
+    lower_heavy = {f"bert.encoder.layer.{l}.{t}": (0.08 if l == 0 else 0.02) for l in range(LAYERS) for t in TYPES}
+    recs = [_record("dense", "dense", 90.0, 1.0),
+            _record("mag_local", "magnitude", 80.0, 0.10),
+            _record("mvp_global", "movement", 82.0, 0.10, scope="global"),
+            _record("soft", "soft_movement", 81.0, 0.05, lam=100.0, per_matrix=lower_heavy),
+            _record("l0", "l0", 79.0, 0.20, lam=10.0)]
+    store = ResultStore(tmp_path / "runs")
+    for r in recs:
+        store.put(r)
+    df = A.load_records(tmp_path)
+    runs = A.layer_profile_runs(df, "sst2")
+    assert sorted(runs.run_id) == ["l0", "mvp_global", "soft"]
+    fig = A.plot_layer_profile(df, "sst2", profile="smoke")
+    right = {l.get_label(): l.get_ydata() for l in fig.axes[1].get_lines() if not l.get_label().startswith("_")}
+    soft = next(v for k, v in right.items() if k.startswith("Soft movement"))
+    assert soft == pytest.approx([0.08 / 0.05, 0.02 / 0.05])
+    assert any(k.startswith("Movement pruning (global) 10%") for k in right)
+    _check_saved(fig, tmp_path, "layer_profile")
+    empty = A.plot_layer_profile(df[df.run_id == "dense"], "sst2")
+    assert "no soft movement" in empty.axes[0].texts[0].get_text()
+
+
 def test_saved_figures_are_byte_deterministic(results, tmp_path, monkeypatch):
     """The same figure saved twice (two folders) gives identical PNG and PDF bytes: no creation date in
     the PDF, and the constrained layout settled before drawing (it moves a little on each new layout)."""
