@@ -36,7 +36,7 @@ from . import data as data_mod
 from . import models
 from .accounting import sparsity_report
 from .distill import distillation_loss
-from .pruner import PruningConfig, find_targets, from_pretrained, save_pretrained, sparsify
+from .pruner import PENALTY_METHODS, PruningConfig, find_targets, from_pretrained, save_pretrained, sparsify
 from .store import ResultStore
 
 DEFAULT_STORE = "results/runs"
@@ -221,6 +221,9 @@ def _trainer_classes():
             self.pruner, self.teacher, self.run_config = pruner, teacher, run_config
             if teacher is not None:
                 teacher.to(self.args.device)  # the student's device (the Trainer moved the student)
+            # sums since the last log of the task's own loss and of the regularizer: the logged "loss" is
+            # their total (plus distillation), which for soft movement / L0 is dominated by lambda * penalty
+            self._parts = {"task_loss": 0.0, "penalty": 0.0, "n": 0}
 
         def _get_eval_sampler(self, eval_dataset):
             # transformers >= 5 reuses length grouping for eval/predict; predictions must come back in
@@ -239,9 +242,26 @@ def _trainer_classes():
                     teacher_outputs = self.teacher(**teacher_inputs)
                 c = self.run_config
                 loss = distillation_loss(outputs, teacher_outputs, loss, c.alpha_distil, c.alpha_ce, c.temperature)
+            if model.training:
+                self._parts["task_loss"] += outputs.loss.detach().float()
+                self._parts["n"] += 1
             if self.pruner is not None:
-                loss = loss + self.pruner.regularization().to(loss.device)
+                reg = self.pruner.regularization().to(loss.device)
+                loss = loss + reg
+                if model.training:
+                    self._parts["penalty"] += reg.detach().float()
             return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs, *args, **kwargs):
+            """Adds ``task_loss`` (the task's own loss, without regularizer or distillation) and, for
+            soft movement / L0, ``penalty`` (lambda * penalty) to each training log, averaged since the last."""
+            n = self._parts["n"]
+            if "loss" in logs and n:
+                logs["task_loss"] = round(float(self._parts["task_loss"]) / n, 4)
+                if self.pruner is not None and self.pruner.config.method in PENALTY_METHODS:
+                    logs["penalty"] = round(float(self._parts["penalty"]) / n, 4)
+                self._parts = {"task_loss": 0.0, "penalty": 0.0, "n": 0}
+            return super().log(logs, *args, **kwargs)
 
     class ScheduleCallback(TrainerCallback):
         """Steps the sparsity schedule before every optimizer step (and at the very end)."""
@@ -265,7 +285,8 @@ def _trainer_classes():
             self.since, self.stopped_at = None, None
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            loss = (logs or {}).get("loss")
+            logs = logs or {}
+            loss = logs.get("task_loss", logs.get("loss"))  # never the regularizer: lambda * penalty is no collapse
             if loss is None or state.global_step <= self.pruning_starts:
                 return
             if loss < COLLAPSE_FRACTION * self.ceiling:
@@ -615,7 +636,9 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
     save_pretrained(model, str(final_dir), tokenizer)
     _save_analysis(store, run_id, model, targets, sample_name, sample_idx, pretrained_sample)
 
-    loss_curve = [[h["step"], round(float(h["loss"]), 4)] for h in trainer.state.log_history if "loss" in h]
+    logged = [h for h in trainer.state.log_history if "loss" in h]
+    loss_curve = [[h["step"], round(float(h.get("task_loss", h["loss"])), 4)] for h in logged]
+    penalty_curve = [[h["step"], h["penalty"]] for h in logged if "penalty" in h]
     pruning_starts, _ = config.pruning_config().schedule.bounds(max_steps)
     record = {
         "run_id": run_id,
@@ -633,8 +656,10 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         "per_layer": {str(k): v for k, v in report["per_layer"].items()},
         "per_type": report["per_type"],
         "per_matrix": report["per_matrix"],
-        # the Trainer's logged training loss (every max_steps // 100 steps): shows *when* a run collapsed
+        # the task's training loss (without regularizer or distillation), logged every max_steps // 100
+        # steps: shows *when* a run collapsed; soft movement / L0 also log lambda * penalty
         "loss_curve": loss_curve,
+        **({"penalty_curve": penalty_curve} if penalty_curve else {}),
         "pruning_starts_at": pruning_starts if config.method != "dense" else None,
         # first logged step from which the loss stayed at the label entropy (classification), else None
         "collapse_step": (collapse_step(loss_curve, constant_loss(train_ds["labels"], spec.num_labels),

@@ -331,6 +331,28 @@ def test_stop_on_collapse_waits_for_pruning_and_patience():
     assert log(210, 0.68) and cb.stopped_at == 210    # 50 steps at ln 2 since step 160
 
 
+def test_collapse_is_judged_on_the_task_loss_not_the_penalty(tmp_path):
+    """Soft movement's logged loss carries lambda * penalty (far above ln 2 with a large lambda): the
+    collapse check and the record's loss curve use the task's own loss, and the penalty has its own curve."""
+    from types import SimpleNamespace
+
+    from movprune.train import _trainer_classes
+
+    _, _, Stop = _trainer_classes()
+    cb = Stop(0.69, pruning_starts=0, patience_steps=1)
+    control = SimpleNamespace(should_training_stop=False)
+    for step in (10, 20, 30):
+        cb.on_log(None, SimpleNamespace(global_step=step), control, logs={"loss": 50.0, "task_loss": 0.3})
+    assert not control.should_training_stop and cb.stopped_at is None
+    cfg = RunConfig(task="sst2", method="soft_movement", final_lambda=1000.0, stop_on_collapse=True,
+                    **{**TINY, "max_steps": 40})
+    rec = run(cfg, store=tmp_path / "runs", work_dir=tmp_path / "work", progress=False)
+    assert rec["stopped_at"] is None
+    penalty = dict(rec["penalty_curve"])
+    assert set(penalty) == {s for s, _ in rec["loss_curve"]}
+    assert max(penalty.values()) > 10 * max(l for _, l in rec["loss_curve"])  # lambda = 1000 dominates
+
+
 def test_eval_split_scores_the_chosen_split(tmp_path):
     """``eval_split`` picks the scored split (SICK's test set), is part of the run id, and is checked."""
     dev = RunConfig(task="sick", method="dense", **{**TINY, "max_eval_examples": None, "max_steps": 2})
