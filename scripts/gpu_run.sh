@@ -3,11 +3,14 @@
 # `device_payload/` (MiniLM in fp16 + data.tar.xz, built by scripts/make_device_payload.sh) and `.whl/`
 # (datasets and its two pure-Python dependencies, absent there) carried along:
 #   1. benchmarks/bench_gpu_step.py: masked vs dense training step, sync-free vs bracket top-k;
-#   2. scripts/gpu_sst2.sh: the `gpu` profile's most informative SST-2 runs, for the seconds left.
+#   2. scripts/gpu_sst2.sh: the `gpu` profile's most informative SST-2 runs, for the seconds left;
+#      or, with GPU_JOB=medium, scripts/gpu_medium.py: the `medium` profile's missing runs of GPU_TASKS
+#      (default squad,sick), 6 at a time.
 # Everything worth keeping is copied to $OUT (records, logs), also when the runs are cut short.
-# Usage: [SKIP_BENCH=1] [GPU_SST2_ONLY=dense,l0] bash scripts/gpu_run.sh [TOTAL_SECONDS (default 540)]
+# Usage: [SKIP_BENCH=1] [GPU_SST2_ONLY=dense,l0] [GPU_JOB=medium GPU_TASKS=squad] bash scripts/gpu_run.sh [SECONDS (540)]
 set -u
 start=$(date +%s)
+touch /tmp/gpu_run_started
 total=${1:-540}
 out=${OUT:-/tmp/device_out}
 mkdir -p "$out"
@@ -22,11 +25,18 @@ python3 -c "import torch, transformers, datasets; print(torch.__version__, trans
     | grep -v -e "Loading weights" -e "^Notes" -e "^- MISSING" -e "UNEXPECTED" | tee "$out/bench_gpu_step.log"
 
 left=$(( total - ($(date +%s) - start) - 25 ))
+job=${GPU_JOB:-sst2}
+store=results/gpu/runs
+[ "$job" = medium ] && store=results/medium/runs
 if [ "$left" -gt 60 ]; then
-    bash scripts/gpu_sst2.sh "$left" >"$out/gpu_sst2.log" 2>&1
+    if [ "$job" = medium ]; then
+        timeout "$left" python3 scripts/gpu_medium.py >"$out/gpu_$job.log" 2>&1
+    else
+        bash scripts/gpu_sst2.sh "$left" >"$out/gpu_$job.log" 2>&1
+    fi
 fi
-# at most 8 files come back from $OUT: the records travel as one archive
-tar czf "$out/records.tar.gz" results/gpu/runs
+# at most 8 files come back from $OUT: the records made here travel as one archive
+find "$store" -type f -newer /tmp/gpu_run_started | tar czf "$out/records.tar.gz" -T -
 tar tzf "$out/records.tar.gz"
-tr '\r' '\n' <"$out/gpu_sst2.log" 2>/dev/null | grep -a "trained " | sed 's/.*trained /trained /' 
+tr '\r' '\n' <"$out/gpu_$job.log" 2>/dev/null | grep -a "trained " | sed 's/.*trained /trained /' 
 echo "gpu_run done after $(( $(date +%s) - start )) s"

@@ -69,6 +69,26 @@ def test_gpu_script_picks_eleven_distinct_runs_of_the_gpu_profile():
     assert all(c.save_steps == 100000 for c in wanted)
 
 
+def test_gpu_medium_script_picks_the_missing_medium_runs_dense_first():
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu_medium.py"
+    spec = importlib.util.spec_from_file_location("gpu_medium", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    medium = get_profile("medium")
+    wanted = script.wanted_configs(("squad", "sick"))
+    ids = [c.run_id() for c in wanted]
+    assert set(ids) == {c.run_id() for c in medium.all_configs(tasks=("squad", "sick"))}  # the batch's ids
+    assert ids[0].startswith("squad-minilm-dense-s0-") and wanted[0].max_length == 192
+    first_sick = next(i for i, c in enumerate(wanted) if c.task == "sick")
+    assert wanted[first_sick].method == "dense" and all(c.task == "squad" for c in wanted[:first_sick])
+    stored = SimpleNamespace(get=lambda run_id: {"run_id": run_id} if run_id == ids[0] else None)  # a store
+    assert [c.run_id() for c in script.wanted_configs(("squad",), stored)] == ids[1:first_sick]
+
+
 def test_unknown_profile():
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("large")

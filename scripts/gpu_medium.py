@@ -1,0 +1,48 @@
+"""The `medium` profile's missing runs on one GPU, a few at a time (scripts/gpu_run.sh with GPU_JOB=medium).
+
+The configs are the profile's own (same run ids as `python -m movprune batch --profile medium`), so the
+records land in results/medium/runs next to the CPU ones and the batch renders them. Order: the tasks
+of GPU_TASKS (default "squad,sick": SQuAD is the task a 2-core CPU can least afford), each task's
+dense run first (the distillation teacher), then the profile's order.
+
+    GPU_TASKS=squad python scripts/gpu_medium.py        # GPU_MEDIUM_JOBS=6 by default
+    GPU_MEDIUM_TEST=1 python scripts/gpu_medium.py      # a seconds-long dry run on any machine
+"""
+import dataclasses
+import os
+from pathlib import Path
+
+from movprune.batch import run_sweeps
+from movprune.profiles import get_profile
+from movprune.store import ResultStore
+
+
+def wanted_configs(tasks=("squad", "sick"), store=None, test: bool = False) -> list:
+    """The medium profile's configs of ``tasks`` not yet in ``store``, in task order, dense first."""
+    profile = get_profile("medium")
+    out = []
+    for task in tasks:
+        configs = profile.all_configs(tasks=(task,))
+        configs.sort(key=lambda c: c.method != "dense")  # stable: the profile's order otherwise
+        out += [c for c in configs if store is None or store.get(c.run_id()) is None]
+    if test:  # two runs per task, two steps each, the schedule as fractions
+        out = [c for t in tasks for c in [c for c in out if c.task == t][:2]]
+    small = dict(max_steps=2, max_train_examples=64, max_eval_examples=32, sparsity_warmup_steps=None,
+                 sparsity_cooldown_steps=None) if test else {}
+    # no intermediate checkpoints (not part of a run's id): the machine is lent for minutes
+    return [dataclasses.replace(c, save_steps=100000, **small) for c in out]
+
+
+def main():
+    test = os.environ.get("GPU_MEDIUM_TEST") == "1"
+    root = Path("/tmp/gpu_medium_test" if test else ".")
+    tasks = tuple(t for t in os.environ.get("GPU_TASKS", "squad,sick").split(",") if t)
+    store = ResultStore(root / "results/medium/runs")
+    configs = wanted_configs(tasks, store, test)
+    jobs = max(1, min(int(os.environ.get("GPU_MEDIUM_JOBS", "6")), len(configs)))
+    print(f"{len(configs)} missing runs of the medium profile ({', '.join(tasks)}), {jobs} at a time")
+    print(run_sweeps(configs, store, root / "checkpoints/medium", jobs=jobs))
+
+
+if __name__ == "__main__":
+    main()
