@@ -7,9 +7,14 @@ dense run first (the distillation teacher), then the profile's order.
 
     GPU_TASKS=squad python scripts/gpu_medium.py        # GPU_MEDIUM_JOBS=6 by default
     GPU_MEDIUM_TEST=1 python scripts/gpu_medium.py      # a seconds-long dry run on any machine
+
+With SQuAD among the tasks it also trains, beside the sweep, the dense SQuAD run with 384-token windows
+(results/squad_windows/runs): the measurement behind the profile's choice of 192-token windows.
 """
 import dataclasses
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from movprune.batch import run_sweeps
@@ -33,15 +38,36 @@ def wanted_configs(tasks=("squad", "sick"), store=None, test: bool = False) -> l
     return [dataclasses.replace(c, save_steps=100000, **small) for c in out]
 
 
+WINDOW_STORE = "results/squad_windows/runs"
+
+
+def window_check_config(test: bool = False):
+    """The SQuAD dense run of the medium recipe with the paper's 384-token windows (stride 128), to set
+    beside the profile's 192-token one: do the shorter windows keep the dense F1? Stored apart
+    (``WINDOW_STORE``) so that the profile's tables keep one dense SQuAD run per seed."""
+    (dense,) = [c for c in wanted_configs(("squad",), None, test) if c.method == "dense"]
+    return dataclasses.replace(dense, max_length=384, doc_stride=128)
+
+
 def main():
     test = os.environ.get("GPU_MEDIUM_TEST") == "1"
     root = Path("/tmp/gpu_medium_test" if test else ".")
     tasks = tuple(t for t in os.environ.get("GPU_TASKS", "squad,sick").split(",") if t)
+    if sys.argv[1:] == ["--window-check"]:
+        print(run_sweeps([window_check_config(test)], ResultStore(root / WINDOW_STORE), root / "checkpoints/windows"))
+        return
     store = ResultStore(root / "results/medium/runs")
     configs = wanted_configs(tasks, store, test)
     jobs = max(1, min(int(os.environ.get("GPU_MEDIUM_JOBS", "6")), len(configs)))
-    print(f"{len(configs)} missing runs of the medium profile ({', '.join(tasks)}), {jobs} at a time")
+    check = None
+    if "squad" in tasks and ResultStore(root / WINDOW_STORE).get(window_check_config(test).run_id()) is None:
+        check = subprocess.Popen([sys.executable, __file__, "--window-check"])  # beside the sweep
+        jobs = max(1, jobs - 1)
+    print(f"{len(configs)} missing runs of the medium profile ({', '.join(tasks)}), {jobs} at a time"
+          + (", and the 384-token SQuAD window check beside them" if check else ""))
     print(run_sweeps(configs, store, root / "checkpoints/medium", jobs=jobs))
+    if check is not None:
+        check.wait()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ python3 -c "import torch, transformers, datasets; print(torch.__version__, trans
 left=$(( total - ($(date +%s) - start) - 25 ))
 job=${GPU_JOB:-sst2}
 store=results/gpu/runs
-[ "$job" = medium ] && store=results/medium/runs
+[ "$job" = medium ] && store="results/medium/runs results/squad_windows/runs"
 if [ "$left" -gt 60 ]; then
     if [ "$job" = medium ]; then
         timeout "$left" python3 scripts/gpu_medium.py >"$out/gpu_$job.log" 2>&1
@@ -36,7 +36,7 @@ if [ "$left" -gt 60 ]; then
     fi
 fi
 # at most 8 files come back from $OUT: the records made here travel as one archive
-find "$store" -type f -newer /tmp/gpu_run_started | tar czf "$out/records.tar.gz" -T -
+find $store -type f -newer /tmp/gpu_run_started 2>/dev/null | tar czf "$out/records.tar.gz" -T -
 tar tzf "$out/records.tar.gz"
 tr '\r' '\n' <"$out/gpu_$job.log" 2>/dev/null | grep -a "trained " | sed 's/.*trained /trained /' 
 echo "gpu_run done after $(( $(date +%s) - start )) s"
