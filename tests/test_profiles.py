@@ -87,6 +87,9 @@ def test_gpu_medium_script_picks_the_missing_medium_runs_dense_first():
     assert wanted[first_sick].method == "dense" and all(c.task == "squad" for c in wanted[:first_sick])
     stored = SimpleNamespace(get=lambda run_id: {"run_id": run_id} if run_id == ids[0] else None)  # a store
     assert [c.run_id() for c in script.wanted_configs(("squad",), stored)] == ids[1:first_sick]
+    window = script.window_check_config()  # the 384-token dense run, apart from the profile's store
+    assert (window.method, window.max_length, window.doc_stride, window.max_steps) == ("dense", 384, 128, 3400)
+    assert window.run_id() not in ids
 
 
 def test_unknown_profile():
