@@ -71,7 +71,8 @@ class Profile:
     distill_options: tuple = (False, True)  # the tables without / with distillation
     with_global: bool = True   # the global top-k runs of the local-vs-global figure
     with_control: bool = True  # the encoder-zeroed control run
-    # cells trained for more seeds than ``seeds``: ((task, method, remaining), ...) for ``cell_seeds``
+    # cells trained for more seeds than ``seeds``: ((task, method, remaining), ...) for ``cell_seeds``;
+    # for soft movement / L0 the third entry is the lambdas whose runs bracket the cell, e.g. (1000.0, 3000.0)
     seed_cells: tuple = ()
     cell_seeds: tuple = (0, 1, 2)
 
@@ -120,7 +121,16 @@ class Profile:
                         add("global", **b, method=method, remaining=v, scope="global", score_lr=self.score_lr)
             for cell_task, method, v in self.seed_cells:  # the cells whose mean +- std the tables show
                 for seed in self.cell_seeds if cell_task == task else ():
-                    add("table", **self.base(task, seed), method=method, remaining=v, score_lr=self.score_lr)
+                    b = self.base(task, seed)
+                    if method == "soft_movement":
+                        for lam in v:
+                            add("table", **b, method=method, final_lambda=lam, score_lr=self.soft_score_lr)
+                    elif method == "l0":
+                        for lam in v:
+                            add("table", **b, method=method, final_lambda=lam, score_lr=self.l0_score_lr,
+                                constant_lambda=self.l0_constant_lambda)
+                    else:
+                        add("table", **b, method=method, remaining=v, score_lr=self.score_lr)
         return groups
 
     def all_configs(self, tasks=None, seeds=None) -> list[RunConfig]:

@@ -177,3 +177,9 @@ def test_seed_cells_add_seeds_to_their_cells_only():
     assert len({c.run_id() for c in configs}) == len(configs) == 2 * 7 + 4
     table = prof.configs()["table"]
     assert len({c.run_id() for c in table}) == len(table)  # seed 0 of a seed cell is listed once
+    # soft movement / L0 cells: every seed trains the lambdas that bracket the cell, with the profile's options
+    soft = dataclasses.replace(prof, soft_lambdas={"sick": (10.0, 30.0, 100.0)}, soft_score_lr=0.1,
+                               seed_cells=(("sick", "soft_movement", (30.0, 100.0)),))
+    runs = [(c.final_lambda, c.seed, c.score_lr) for c in soft.all_configs() if c.method == "soft_movement"]
+    assert sorted(runs) == sorted([(10.0, 0, 0.1), (30.0, 0, 0.1), (100.0, 0, 0.1)]
+                                  + [(lam, s, 0.1) for lam in (30.0, 100.0) for s in (1, 2)])
