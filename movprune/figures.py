@@ -580,7 +580,11 @@ def plot_layer_profile(df: pd.DataFrame, task: str, distill: bool = False, profi
         seen.add(r.method)
     ax = axes[0][0]
     ax.set_yscale("log")
-    ax.set_ylabel("kept weights in the layer (%, log scale)")
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}%"))
+    ax.set_ylabel("kept weights in the layer (log scale)")
     ax.set_title("kept fraction per layer", fontsize=10)
     ax = axes[0][1]
     ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
