@@ -3,9 +3,10 @@
 * ``smoke`` - a random 2-layer BERT, a few hundred examples: the whole pipeline in minutes (CI).
 * ``small`` - the default: MiniLM-L6 (offline) on SST-2 (and, with ``--tasks all``, SICK as
   the MNLI stand-in and the offline SQuAD split), the paper's recipe scaled to a 2-core CPU.
-* ``medium`` - MiniLM-L6 on all of SST-2 with the recipe under which movement pruning to 10% did not
-  collapse here (2 epochs, batch 64, first weight pruned after 1,000 steps, bf16; docs/findings.md):
-  ~45 min per run on one CPU core; magnitude and movement at 10 / 3 / 1%, no distillation.
+* ``medium`` - MiniLM-L6 on all of SST-2 and on SICK with the recipe under which movement pruning did
+  not collapse here (3,400 steps, first weight pruned after 1,000, ramp 2,000, bf16; docs/findings.md):
+  ~25-60 min per run on one CPU core; magnitude and movement at 10 / 3 / 1%, on SICK also soft
+  movement and L0; no distillation. SQuAD (192-token windows) is wired for a GPU (scripts/gpu_medium.py).
 * ``gpu``   - MiniLM-L6 again, with the paper's learning rates and 2 epochs of all of SST-2 (~16x the
   small profile's steps): for one GPU.
 * ``paper`` - bert-base-uncased on MNLI / QQP / SQuAD from the hub with the authors'
@@ -207,8 +208,9 @@ def _medium() -> Profile:
                     ("sick", "movement", 0.03), ("sick", "magnitude", 0.03)),
         notes=("MiniLM-L6: all of SST-2 for 3,400 steps of 64 (2.8 epochs), SICK for 3,400 steps of 32; the first "
                "weight pruned after 1,000 steps, the cubic ramp over the next 2,000 (the seed study of "
-               "docs/findings.md), bf16 autocast; ~50-60 min per SST-2 run and ~25-35 min per SICK run on one "
-               "core of a 2-core CPU (two runs side by side)"),
+               "docs/findings.md), bf16 autocast; ~50-60 min per SST-2 run and ~25-45 min per SICK run on one "
+               "core of a 2-core CPU (two runs side by side); on SICK also soft movement and L0 at three and two "
+               "lambdas (score lr 1e-2 and 1e-1, lambda ramped on the pruning schedule)"),
     )
 
 
