@@ -21,9 +21,9 @@ figures import reference.
 """
 
 from .figures import (  # noqa: F401
-    ADAPTIVE_METHODS, METHOD_STYLE, PRUNED_COLOR, layer_profile_runs, method_curve, per_matrix_grid, plot_local_vs_global, plot_metric_vs_remaining,
-    plot_layer_profile, plot_per_layer, plot_remaining_histogram, plot_score_vs_weight, plot_weights_pretrained_vs_finetuned, save_figure,
-    show,
+    ADAPTIVE_METHODS, METHOD_STYLE, PRUNED_COLOR, layer_profile_runs, method_curve, per_matrix_grid,
+    plot_layer_profile, plot_local_vs_global, plot_metric_vs_remaining, plot_per_layer, plot_remaining_histogram,
+    plot_score_vs_weight, plot_weights_pretrained_vs_finetuned, save_figure, show,
 )
 from .records import (  # noqa: F401
     CURVE_METHODS, METHOD_LABELS, METRIC_LABELS, PAPER_COUNTERPART, PENALTY_METHODS, PROFILES, RECIPE_FIELDS,

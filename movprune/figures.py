@@ -566,7 +566,6 @@ def plot_layer_profile(df: pd.DataFrame, task: str, distill: bool = False, profi
         fig.suptitle(_title(task, df, profile, "kept weights per layer"), fontsize=11)
         return fig
     layers = sorted({int(k) for d in runs.per_layer for k in d if str(k).lstrip("-").isdigit()})
-    seen = set()
     for _, r in runs.iterrows():
         kept = np.array([float(r.per_layer.get(str(l), np.nan)) for l in layers])
         style = METHOD_STYLE.get(r.method, {})
@@ -577,7 +576,6 @@ def plot_layer_profile(df: pd.DataFrame, task: str, distill: bool = False, profi
         for ax, y in zip(axes[0], (100 * kept, kept / float(r.remaining))):
             ax.plot(layers, y, color=style.get("color"), marker=style.get("marker"), markersize=4, linewidth=1.2,
                     alpha=0.85, label=label if ax is axes[0][1] else None)
-        seen.add(r.method)
     ax = axes[0][0]
     ax.set_yscale("log")
     from matplotlib.ticker import FuncFormatter, LogLocator
