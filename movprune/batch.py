@@ -37,7 +37,7 @@ from pathlib import Path
 
 from .profiles import get_profile
 from .store import ResultStore
-from .train import run
+from .train import final_model_dir, run
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -59,26 +59,40 @@ def run_lock(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _train_one(config, store_root: str, work_dir: str, threads: int = 0) -> tuple:
-    """Train one config under its lock. Returns ``(status, run_id, message)``; never raises."""
+def _train_one(config, store_root: str, work_dir: str, threads: int = 0, force: bool = False) -> tuple:
+    """Train one config under its lock. Returns ``(status, run_id, message)``; never raises.
+
+    ``force`` retrains a stored run (a distillation teacher whose model folder is not on this machine).
+    """
     if threads:
         import torch
 
         torch.set_num_threads(threads)
     store, work = ResultStore(store_root), Path(work_dir)
     run_id = config.run_id()
-    if store.get(run_id) is not None:
+    if store.get(run_id) is not None and not force:
         return "cached", run_id, ""
     with run_lock(work / "locks" / f"{run_id}.lock") as mine:
         if not mine:
             return "skipped", run_id, "another batch process is training it"
         try:
-            r = run(config, store=store, work_dir=work, progress=False)
+            r = run(config, store=store, work_dir=work, progress=False, force=force)
             return "trained", run_id, (f"{r['main_metric']} {r['score']:.2f}, remaining {r['remaining']:.4f}, "
                                        f"{r['train_time_s']:.0f}s" + (" (COLLAPSED: one class)" if r.get("collapsed") else ""))
         except Exception as e:  # one failing run must not stop the batch
             traceback.print_exc(file=sys.stderr)
             return "failed", run_id, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def missing_teachers(configs, work_dir) -> list:
+    """The distillation teachers of ``configs`` (dense runs, once each) whose model is not in ``work_dir``."""
+    out = {}
+    for c in configs:
+        if c.distill and not c.teacher_dir:
+            t = c.teacher_config()
+            if not (final_model_dir(t, work_dir) / "movprune_model.safetensors").is_file():
+                out.setdefault(t.run_id(), t)
+    return list(out.values())
 
 
 def default_jobs() -> int:
@@ -93,7 +107,10 @@ def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print, jobs: int
     """Train every missing config. Returns counts and the failures ``{run_id: message}``.
 
     With ``jobs > 1`` runs go to that many worker processes, each with ``cores // jobs`` threads.
-    Runs without distillation (the teachers among them) go first, then the distilled ones.
+    Runs without distillation (the teachers among them) go first, then the distilled ones. A teacher
+    whose record is stored but whose model folder is not in ``work_dir`` (records travel, models do
+    not) is retrained once, before the distilled runs, so that parallel students never train it twice;
+    its record is rewritten by the run whose model teaches them.
     """
     from tqdm.auto import tqdm
 
@@ -117,12 +134,23 @@ def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print, jobs: int
             counts[status] += 1
             log(f"{status} {run_id}: {message}")
 
-    phases = [[c for c in todo if not c.distill], [c for c in todo if c.distill]]
+    distilled = [c for c in todo if c.distill]
+    # the phases, each a function so that the teachers are looked for once the dense runs are trained
+    phases = [lambda: [(c, False) for c in todo if not c.distill],
+              lambda: [(t, True) for t in missing_teachers(distilled, work_dir)],
+              lambda: [(c, False) for c in distilled]]
+
+    def items(phase):
+        out = phase()
+        bar.total += sum(force for _, force in out)  # the retrained teachers were not counted
+        bar.refresh()
+        return out
+
     if jobs <= 1:
         for phase in phases:
-            for config in phase:
+            for config, force in items(phase):
                 bar.set_postfix_str(config.run_id()[:48])
-                record(_train_one(config, str(store.root), str(work_dir)))
+                record(_train_one(config, str(store.root), str(work_dir), force=force))
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -130,7 +158,8 @@ def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print, jobs: int
         threads = max(1, (os.cpu_count() or 1) // jobs)
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
             for phase in phases:
-                futures = [pool.submit(_train_one, c, str(store.root), str(work_dir), threads) for c in phase]
+                futures = [pool.submit(_train_one, c, str(store.root), str(work_dir), threads, force)
+                           for c, force in items(phase)]
                 for f in as_completed(futures):
                     record(f.result())
     bar.close()

@@ -6,7 +6,8 @@
 * ``medium`` - MiniLM-L6 on all of SST-2 and on SICK with the recipe under which movement pruning did
   not collapse here (3,400 steps, first weight pruned after 1,000, ramp 2,000, bf16; docs/findings.md):
   ~25-60 min per run on one CPU core; magnitude and movement at 10 / 3 / 1%, on SICK also soft
-  movement and L0; no distillation. SQuAD (192-token windows) is wired for a GPU (scripts/gpu_medium.py).
+  movement and L0, distillation for a few SICK cells, the encoder-zeroed control. SQuAD (192-token
+  windows) is wired for a GPU (scripts/gpu_medium.py).
 * ``gpu``   - MiniLM-L6 again, with the paper's learning rates and 2 epochs of all of SST-2 (~16x the
   small profile's steps): for one GPU.
 * ``paper`` - bert-base-uncased on MNLI / QQP / SQuAD from the hub with the authors'
@@ -76,6 +77,9 @@ class Profile:
     # for soft movement / L0 the third entry is the lambdas whose runs bracket the cell, e.g. (1000.0, 3000.0)
     seed_cells: tuple = ()
     cell_seeds: tuple = (0, 1, 2)
+    # cells trained with distillation too (for ``seeds``), where distill_options leaves it out: the same
+    # form as seed_cells; the dense run of the task is their teacher
+    distill_cells: tuple = ()
 
     def lambdas(self, method: str, task: str) -> tuple:
         """The lambda grid of ``method`` ("soft_movement" or "l0") for ``task``."""
@@ -120,18 +124,20 @@ class Profile:
                 for v in self.sparsities if self.with_global else ():
                     for method in ("magnitude", "movement"):
                         add("global", **b, method=method, remaining=v, scope="global", score_lr=self.score_lr)
-            for cell_task, method, v in self.seed_cells:  # the cells whose mean +- std the tables show
-                for seed in self.cell_seeds if cell_task == task else ():
-                    b = self.base(task, seed)
+            cells = [("table", c, self.cell_seeds, False) for c in self.seed_cells]  # mean +- std cells
+            cells += [("table_kd", c, seeds, True) for c in self.distill_cells]
+            for group, (cell_task, method, v), cell_seeds, distill in cells:
+                for seed in cell_seeds if cell_task == task else ():
+                    b = dict(self.base(task, seed), distill=distill)
                     if method == "soft_movement":
                         for lam in v:
-                            add("table", **b, method=method, final_lambda=lam, score_lr=self.soft_score_lr)
+                            add(group, **b, method=method, final_lambda=lam, score_lr=self.soft_score_lr)
                     elif method == "l0":
                         for lam in v:
-                            add("table", **b, method=method, final_lambda=lam, score_lr=self.l0_score_lr,
+                            add(group, **b, method=method, final_lambda=lam, score_lr=self.l0_score_lr,
                                 constant_lambda=self.l0_constant_lambda)
                     else:
-                        add("table", **b, method=method, remaining=v, score_lr=self.score_lr)
+                        add(group, **b, method=method, remaining=v, score_lr=self.score_lr)
         return groups
 
     def all_configs(self, tasks=None, seeds=None) -> list[RunConfig]:
@@ -200,13 +206,15 @@ def _medium() -> Profile:
     return Profile(
         name="medium", model="minilm", tasks=("sst2", "sick"), all_tasks=("sst2", "sick", "squad"),
         budgets={"sst2": RECIPE, "sick": RECIPE_SICK, "squad": RECIPE_SQUAD},
-        score_lr=1e-2, distill_options=(False,), with_global=False, with_control=False,
+        score_lr=1e-2, distill_options=(False,), with_global=False,
         # SICK only: soft movement (score lr 1e-2, the paper's) and L0 (score lr 1e-1), both with lambda
         # ramped on the pruning schedule; grids from a pilot at this budget (docs/findings.md)
         soft_lambdas={"sick": (1000.0, 3000.0, 10000.0)}, l0_lambdas={"sick": (100.0, 300.0, 1000.0)}, l0_constant_lambda=False,
         seed_cells=(("sst2", "movement", 0.1), ("sst2", "movement", 0.03),
                     ("sick", "movement", 0.03), ("sick", "magnitude", 0.03),
                     ("sick", "soft_movement", (3000.0, 10000.0))),  # the runs bracketing soft movement's 3%
+        distill_cells=(("sick", "movement", 0.1), ("sick", "movement", 0.03),
+                       ("sick", "soft_movement", (1000.0, 3000.0, 10000.0))),
         notes=("MiniLM-L6: all of SST-2 for 3,400 steps of 64 (2.8 epochs), SICK for 3,400 steps of 32; the first "
                "weight pruned after 1,000 steps, the cubic ramp over the next 2,000 (the seed study of "
                "docs/findings.md), bf16 autocast; ~50-60 min per SST-2 run and ~25-45 min per SICK run on one "

@@ -42,6 +42,36 @@ def test_second_batch_process_skips_a_locked_run(tmp_path):
     assert not list((tmp_path / "runs").glob("*.json"))
 
 
+def test_stored_teacher_without_its_model_is_retrained_once_before_the_students(tmp_path, monkeypatch):
+    """Records travel without models: a stored dense run whose model folder is missing is retrained once
+    (forced), after the undistilled runs and before its distilled students, not by each student."""
+    import movprune.batch as batch
+
+    dense = RunConfig(task="sst2", method="dense", **TINY)
+    students = [RunConfig(task="sst2", method="movement", remaining=v, distill=True, **TINY) for v in (0.1, 0.03)]
+    plain = RunConfig(task="sst2", method="magnitude", remaining=0.1, **TINY)
+    store = ResultStore(tmp_path / "runs")
+    store.put({"run_id": dense.run_id(), "metrics": {}})
+    calls = []
+
+    def fake(config, store_root, work_dir, threads=0, force=False):
+        calls.append((config.run_id(), force))
+        if config.method == "dense":  # the teacher's model lands where the students look for it
+            folder = batch.final_model_dir(config, work_dir)
+            folder.mkdir(parents=True)
+            (folder / "movprune_model.safetensors").write_bytes(b"")
+        return "trained", config.run_id(), ""
+
+    monkeypatch.setattr(batch, "_train_one", fake)
+    result = batch.run_sweeps([dense, *students, plain], store, tmp_path / "work", log=lambda m: None)
+    assert calls == [(plain.run_id(), False), (dense.run_id(), True)] + [(c.run_id(), False) for c in students]
+    assert result["trained"] == 4 and result["cached"] == 1
+    # the model is now there: a second sweep retrains no teacher
+    calls.clear()
+    batch.run_sweeps(students, store, tmp_path / "work", log=lambda m: None)
+    assert calls == [(c.run_id(), False) for c in students]
+
+
 @pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
 def test_corrupted_record_is_ignored_with_a_warning_and_rerun(tmp_path, capsys, monkeypatch):
     from movprune.train import run

@@ -183,3 +183,22 @@ def test_seed_cells_add_seeds_to_their_cells_only():
     runs = [(c.final_lambda, c.seed, c.score_lr) for c in soft.all_configs() if c.method == "soft_movement"]
     assert sorted(runs) == sorted([(10.0, 0, 0.1), (30.0, 0, 0.1), (100.0, 0, 0.1)]
                                   + [(lam, s, 0.1) for lam in (30.0, 100.0) for s in (1, 2)])
+
+
+def test_distill_cells_add_distilled_runs_of_their_cells_only():
+    """A profile without the distillation tables still trains its distill cells with distillation (seed 0)."""
+    from movprune.profiles import Profile, TaskBudget
+
+    prof = Profile(name="t", model="tiny", tasks=("sick",), all_tasks=("sick",),
+                   budgets={"sick": TaskBudget(max_steps=10)}, distill_options=(False,), with_global=False,
+                   with_control=False, soft_lambdas=(10.0, 30.0, 100.0), cell_seeds=(0, 1, 2),
+                   seed_cells=(("sick", "movement", 0.03),),
+                   distill_cells=(("sick", "movement", 0.03), ("sick", "soft_movement", (30.0, 100.0))))
+    groups = prof.configs()
+    kd = sorted((c.method, c.remaining, c.final_lambda, c.seed) for c in groups["table_kd"])
+    assert kd == [("movement", 0.03, None, 0), ("soft_movement", None, 30.0, 0), ("soft_movement", None, 100.0, 0)]
+    assert all(c.distill for c in groups["table_kd"]) and not any(c.distill for c in groups["table"])
+    # the distilled runs are runs of their own (their ids differ from the undistilled ones of the cell)
+    ids = [c.run_id() for c in prof.all_configs()]
+    assert len(ids) == len(set(ids)) == len(groups["table"]) + len(groups["table_kd"]) + 1  # + dense
+    assert {c.run_id() for c in groups["table_kd"]}.isdisjoint(c.run_id() for c in groups["table"])
