@@ -219,7 +219,8 @@ def _medium() -> Profile:
                "weight pruned after 1,000 steps, the cubic ramp over the next 2,000 (the seed study of "
                "docs/findings.md), bf16 autocast; ~50-60 min per SST-2 run and ~25-45 min per SICK run on one "
                "core of a 2-core CPU (two runs side by side); on SICK also soft movement and L0 at three "
-               "lambdas each (score lr 1e-2 and 1e-1, lambda ramped on the pruning schedule)"),
+               "lambdas each (score lr 1e-2 and 1e-1, lambda ramped on the pruning schedule), and with "
+               "distillation movement at 10 / 3% and soft movement's lambdas; the encoder-zeroed control"),
     )
 
 
