@@ -468,7 +468,11 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
         ok &= not sweeps["failed"]
     if only in (None, "notebooks"):
         t0 = time.time()
-        tasks_param = ",".join(task_list)
+        render = list(task_list)
+        if tasks in (None, ""):  # the profile's other tasks too, where the store holds runs of them
+            stored = {r.get("task") for r in store.records()}
+            render += [t for t in prof.all_tasks if t in stored and t not in render]
+        tasks_param = ",".join(render)
         meta["notebooks"] = run_notebooks(profile, results_dir, tasks_param, notebooks_dir=notebooks_dir)
         print(f"[batch] notebooks: {time.time() - t0:.0f}s")
         ok &= all(v is None for v in meta["notebooks"].values())

@@ -141,6 +141,22 @@ def test_batch_re_renders_the_other_committed_profiles_without_training(tmp_path
                      notebooks_dir=nbs, also=["medium"]) == 0
 
 
+def test_render_adds_the_profiles_other_tasks_that_have_stored_runs(tmp_path, monkeypatch):
+    """medium trains SST-2 and SICK by default; a stored SQuAD run (trained on a GPU) is rendered too,
+    unless --tasks names the tasks."""
+    from movprune.batch import run_batch
+    from movprune.store import ResultStore
+
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    monkeypatch.setattr("movprune.batch.run_notebooks", lambda profile, rd, tasks, **k: seen.append(tasks) or {})
+    store = ResultStore(tmp_path / "results" / "medium" / "runs")
+    store.put({"run_id": "squad-minilm-dense-s0-x", "task": "squad", "metrics": {}})
+    for tasks in (None, "sick"):
+        assert run_batch(profile="medium", tasks=tasks, results=str(tmp_path / "results"), only="notebooks") == 0
+    assert seen == ["sst2,sick,squad", "sick"]
+
+
 def test_batch_cli_adds_committed_profiles_only_without_an_explicit_profile(tmp_path, monkeypatch):
     from movprune import cli
 
