@@ -209,7 +209,8 @@ def _medium() -> Profile:
         score_lr=1e-2, distill_options=(False,), with_global=False,
         # SICK only: soft movement (score lr 1e-2, the paper's) and L0 (score lr 1e-1), both with lambda
         # ramped on the pruning schedule; grids from a pilot at this budget (docs/findings.md)
-        soft_lambdas={"sick": (1000.0, 3000.0, 10000.0)}, l0_lambdas={"sick": (100.0, 300.0, 1000.0)}, l0_constant_lambda=False,
+        soft_lambdas={"sick": (1000.0, 3000.0, 10000.0)}, l0_lambdas={"sick": (100.0, 300.0, 1000.0)},
+        l0_constant_lambda=False,
         seed_cells=(("sst2", "movement", 0.1), ("sst2", "movement", 0.03),
                     ("sick", "movement", 0.03), ("sick", "magnitude", 0.03),
                     ("sick", "soft_movement", (3000.0, 10000.0))),  # the runs bracketing soft movement's 3%
