@@ -209,7 +209,7 @@ def _medium() -> Profile:
         score_lr=1e-2, distill_options=(False,), with_global=False,
         # SICK only: soft movement (score lr 1e-2, the paper's) and L0 (score lr 1e-1), both with lambda
         # ramped on the pruning schedule; grids from a pilot at this budget (docs/findings.md)
-        soft_lambdas={"sick": (1000.0, 3000.0, 10000.0)}, l0_lambdas={"sick": (100.0, 300.0, 1000.0)},
+        soft_lambdas={"sick": (1000.0, 3000.0, 10000.0)}, l0_lambdas={"sick": (100.0, 300.0, 1000.0, 3000.0)},
         l0_constant_lambda=False,
         seed_cells=(("sst2", "movement", 0.1), ("sst2", "movement", 0.03),
                     ("sick", "movement", 0.03), ("sick", "magnitude", 0.03),
@@ -219,8 +219,8 @@ def _medium() -> Profile:
         notes=("MiniLM-L6: all of SST-2 for 3,400 steps of 64 (2.8 epochs), SICK for 3,400 steps of 32; the first "
                "weight pruned after 1,000 steps, the cubic ramp over the next 2,000 (the seed study of "
                "docs/findings.md), bf16 autocast; ~50-60 min per SST-2 run and ~25-45 min per SICK run on one "
-               "core of a 2-core CPU (two runs side by side); on SICK also soft movement and L0 at three "
-               "lambdas each (score lr 1e-2 and 1e-1, lambda ramped on the pruning schedule), and with "
+               "core of a 2-core CPU (two runs side by side); on SICK also soft movement at three lambdas and "
+               "L0 at four (score lr 1e-2 and 1e-1, lambda ramped on the pruning schedule), and with "
                "distillation movement at 10 / 3% and soft movement's lambdas; the encoder-zeroed control"),
     )
 
