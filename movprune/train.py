@@ -199,10 +199,13 @@ class RunConfig:
                              constant_lambda=self.constant_lambda)
 
     def teacher_config(self) -> "RunConfig":
-        """The dense, non-distilled run with the same data and budget: the distillation teacher."""
+        """The dense, non-distilled run with the same data and budget: the distillation teacher.
+
+        Everything but the pruning and distillation fields is kept (``stop_on_collapse`` too), so in a
+        profile the teacher is the profile's own dense run, with its run id and record.
+        """
         return dataclasses.replace(self, method="dense", remaining=None, scope="local", final_lambda=None,
-                                   distill=False, score_lr=None, teacher_dir=None, constant_lambda=None,
-                                   stop_on_collapse=False)
+                                   distill=False, score_lr=None, teacher_dir=None, constant_lambda=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -716,6 +719,13 @@ def load_teacher(config: RunConfig, store, work_dir, tokenizer, progress=True):
             if progress:
                 print(f"training the distillation teacher {tconf.run_id()}")
             run(tconf, store, work_dir, force=True, progress=progress)
+        store = ResultStore(store) if not isinstance(store, ResultStore) else store
+        record = store.get(tconf.run_id())
+        if record is not None and record.get("collapsed"):  # tiny smoke models do; a real teacher should not
+            import warnings
+
+            warnings.warn(f"the distillation teacher {tconf.run_id()} predicts one class "
+                          f"({record.get('main_metric')} {record.get('score')}): its student learns a constant")
     if not path.is_dir():
         raise ValueError(f"teacher folder {path} does not exist")
     from transformers import AutoTokenizer

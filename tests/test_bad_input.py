@@ -267,3 +267,22 @@ def test_notebook_parameters_one_line_error(case, params, fragment, tmp_path):
     message = str(info.value)
     assert message and "\n" not in message and fragment in message
     assert _snapshot(tmp_path) == before
+
+
+def test_a_collapsed_teacher_is_warned_about_before_it_is_loaded(tmp_path):
+    """A dense teacher whose record says it predicts one class teaches a constant: say so (a warning, since
+    the tiny models of the smoke profile and of the tests do collapse)."""
+    from movprune.store import ResultStore
+    from movprune.train import RunConfig, final_model_dir, load_teacher
+
+    cfg = RunConfig(model="tiny", method="movement", remaining=0.1, distill=True)
+    tconf = cfg.teacher_config()
+    model_dir = final_model_dir(tconf, tmp_path / "work")
+    model_dir.mkdir(parents=True)
+    (model_dir / "movprune_model.safetensors").write_bytes(b"")  # present: nothing is retrained
+    store = ResultStore(tmp_path / "runs")
+    store.put({"run_id": tconf.run_id(), "metrics": {"accuracy": 50.9}, "collapsed": True, "main_metric": "accuracy",
+               "score": 50.9})
+    with pytest.warns(UserWarning, match="predicts one class"):
+        with pytest.raises(Exception):  # the placeholder model file itself does not load
+            load_teacher(cfg, store, tmp_path / "work", tokenizer=None, progress=False)

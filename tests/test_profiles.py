@@ -202,3 +202,17 @@ def test_distill_cells_add_distilled_runs_of_their_cells_only():
     ids = [c.run_id() for c in prof.all_configs()]
     assert len(ids) == len(set(ids)) == len(groups["table"]) + len(groups["table_kd"]) + 1  # + dense
     assert {c.run_id() for c in groups["table_kd"]}.isdisjoint(c.run_id() for c in groups["table"])
+
+
+@pytest.mark.parametrize("name", ["small", "medium", "gpu"])
+def test_every_distilled_run_is_taught_by_its_profiles_own_dense_run(name):
+    """The teacher's run id is the profile's dense run of that task and seed, so the batch trains the
+    teacher once (as the dense cell) instead of a second, differently keyed dense run."""
+    prof = get_profile(name)
+    configs = prof.all_configs(tasks=prof.all_tasks)
+    dense = {c.run_id() for c in configs if c.method == "dense" and not c.distill}
+    distilled = [c for c in configs if c.distill]
+    if name in ("small", "medium"):
+        assert distilled
+    for c in distilled:
+        assert c.teacher_config().run_id() in dense, c.run_id()
