@@ -100,6 +100,8 @@ class Profile:
             lr = self.method_lr.get((kw["task"], kw["method"]))
             if lr is not None:
                 kw["lr"] = lr
+                if kw.get("distill"):  # the teacher is the task's dense run, at the dense lr
+                    kw["teacher_lr"] = self.method_lr.get((kw["task"], "dense"), self.base(kw["task"], 0)["lr"])
             config, members = RunConfig(**kw), groups.setdefault(group, [])
             if all(c.run_id() != config.run_id() for c in members):
                 members.append(config)

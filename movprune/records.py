@@ -154,7 +154,8 @@ def _target_remaining(rec: dict) -> Optional[float]:
 # recipe fields that change a run's result besides its budget: records differing there are different
 # configurations (none may hide another); a record without the field had the legacy value
 RECIPE_FIELDS = ("lr", "score_lr", "max_length", "final_threshold", "freeze_embeddings", "bf16", "group_by_length",
-                 "constant_lambda", "sparsity_warmup_steps", "sparsity_cooldown_steps", "stop_on_collapse", "eval_split")
+                 "constant_lambda", "sparsity_warmup_steps", "sparsity_cooldown_steps", "stop_on_collapse", "eval_split",
+                 "teacher_lr")
 RECORD_COLUMNS = ["run_id", "task", "model", "method", "scope", "distill", "seed", "final_lambda", "target_remaining",
                   *RECIPE_FIELDS,
                   "remaining", "remaining_paper", "remaining_pct", "remaining_paper_pct", "main_metric", "score",

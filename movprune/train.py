@@ -76,11 +76,12 @@ _NOT_IN_ID = ("data_dir", "teacher_dir", "save_steps", "eval_batch_size")
 # fields added after records existed, with the value every earlier run had: a field at that value
 # stays out of the id, so earlier records keep their ids (and old run folders still resume)
 LEGACY_VALUES = {"sparsity_warmup_steps": None, "sparsity_cooldown_steps": None, "constant_lambda": False,
-                 "bf16": False, "group_by_length": True, "stop_on_collapse": False, "eval_split": "eval"}
+                 "bf16": False, "group_by_length": True, "stop_on_collapse": False, "eval_split": "eval",
+                 "teacher_lr": None}
 
 
 _FLOAT_FIELDS = ("remaining", "final_lambda", "final_threshold", "epochs", "lr", "score_lr", "lr_warmup",
-                 "sparsity_warmup", "sparsity_cooldown", "alpha_distil", "alpha_ce", "temperature")
+                 "sparsity_warmup", "sparsity_cooldown", "alpha_distil", "alpha_ce", "temperature", "teacher_lr")
 
 
 @dataclass
@@ -122,6 +123,7 @@ class RunConfig:
     doc_stride: int = 128
     data_dir: Optional[str] = None
     teacher_dir: Optional[str] = None
+    teacher_lr: Optional[float] = None  # the teacher's weight lr when it is not the student's (a profile's dense lr)
     save_steps: int = 200
     eval_batch_size: int = 128
 
@@ -167,6 +169,9 @@ class RunConfig:
             raise ValueError("SQuAD has one eval split here (eval_split='eval')")
         if self.teacher_dir is not None and not self.distill:
             raise ValueError("teacher_dir is only used with distill=True (--distill)")
+        if self.teacher_lr is not None and (not self.distill or self.teacher_dir is not None or self.teacher_lr <= 0):
+            raise ValueError(f"teacher_lr must be > 0 and is only used with distill=True and no teacher_dir, "
+                             f"got {self.teacher_lr!r}")
         self.pruning_config()  # validates method / remaining / lambda / threshold / schedule
 
     # ---- identity -------------------------------------------------------------------------
@@ -201,11 +206,13 @@ class RunConfig:
     def teacher_config(self) -> "RunConfig":
         """The dense, non-distilled run with the same data and budget: the distillation teacher.
 
-        Everything but the pruning and distillation fields is kept (``stop_on_collapse`` too), so in a
-        profile the teacher is the profile's own dense run, with its run id and record.
+        Everything but the pruning and distillation fields is kept (``stop_on_collapse`` too), and the
+        weight lr is ``teacher_lr`` when set, so in a profile the teacher is the profile's own dense run,
+        with its run id and record.
         """
         return dataclasses.replace(self, method="dense", remaining=None, scope="local", final_lambda=None,
-                                   distill=False, score_lr=None, teacher_dir=None, constant_lambda=None)
+                                   distill=False, score_lr=None, teacher_dir=None, constant_lambda=None,
+                                   lr=self.teacher_lr or self.lr, teacher_lr=None)
 
 
 # ---------------------------------------------------------------------------------------------

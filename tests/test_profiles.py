@@ -204,7 +204,7 @@ def test_distill_cells_add_distilled_runs_of_their_cells_only():
     assert {c.run_id() for c in groups["table_kd"]}.isdisjoint(c.run_id() for c in groups["table"])
 
 
-@pytest.mark.parametrize("name", ["small", "medium", "gpu"])
+@pytest.mark.parametrize("name", ["small", "medium", "gpu", "paper"])
 def test_every_distilled_run_is_taught_by_its_profiles_own_dense_run(name):
     """The teacher's run id is the profile's dense run of that task and seed, so the batch trains the
     teacher once (as the dense cell) instead of a second, differently keyed dense run."""
