@@ -300,24 +300,27 @@ def training_cost(runs_dir: Path, missing=()) -> list:
 
     One line per device: runs, summed training hours (one run at a time). When ``missing`` configs are
     given, one more line estimates them at the mean time of the stored runs of the same task and
-    device (an estimate, labelled as one; tasks with no stored run are counted, not timed).
+    device, distilled or not like them when such runs are stored (a distilled run also runs its
+    teacher); an estimate, labelled as one; tasks with no stored run are counted, not timed.
     """
     from collections import defaultdict
 
-    per_device, per_task = defaultdict(list), defaultdict(list)
+    per_device, per_task, per_kind = defaultdict(list), defaultdict(list), defaultdict(list)
     for r in ResultStore(runs_dir).records():
         if r.get("train_time_s") is None:
             continue
         per_device[r.get("device", "unknown")].append(r["train_time_s"])
         per_task[(r.get("device", "unknown"), r.get("task"))].append(r["train_time_s"])
+        per_kind[(r.get("device", "unknown"), r.get("task"), bool(r.get("distill")))].append(r["train_time_s"])
     lines = [f"{device}: {len(t)} run{'s' if len(t) != 1 else ''}, {sum(t) / 3600:.1f} h of training"
              for device, t in sorted(per_device.items())]
     if missing:
         for device in sorted(per_device):
-            timed = [per_task[(device, c.task)] for c in missing if per_task.get((device, c.task))]
+            timed = [per_kind.get((device, c.task, bool(getattr(c, "distill", False)))) or per_task[(device, c.task)]
+                     for c in missing if per_task.get((device, c.task))]
             est = sum(sum(t) / len(t) for t in timed)
             lines.append(f"the {len(missing)} runs still missing, at the mean time of this device's stored runs "
-                         f"of their task: ~{est / 3600:.1f} h on {device}"
+                         f"of their task (distilled or not, like them): ~{est / 3600:.1f} h on {device}"
                          + (f" ({len(missing) - len(timed)} of them on tasks with no stored run, not counted)"
                             if len(timed) < len(missing) else ""))
     return lines
