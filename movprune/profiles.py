@@ -5,9 +5,10 @@
   the MNLI stand-in and the offline SQuAD split), the paper's recipe scaled to a 2-core CPU.
 * ``medium`` - MiniLM-L6 on all of SST-2 and on SICK with the recipe under which movement pruning did
   not collapse here (3,400 steps, first weight pruned after 1,000, ramp 2,000, bf16; docs/findings.md):
-  ~25-60 min per run on one CPU core; magnitude and movement at 10 / 3 / 1%, on SICK also soft
-  movement and L0, distillation for a few SICK cells, the encoder-zeroed control. SQuAD (192-token
-  windows) is wired for a GPU (scripts/gpu_medium.py).
+  ~25-65 min per run on one CPU core; magnitude and movement at 10 / 3 / 1%, on SICK also soft
+  movement and L0, global magnitude / movement, distillation for a few SICK cells, the encoder-zeroed
+  control. SQuAD (192-token windows, ``--tasks squad``): ~2 h per run on one core, or one GPU
+  (scripts/gpu_medium.py).
 * ``gpu``   - MiniLM-L6 again, with the paper's learning rates and 2 epochs of all of SST-2 (~16x the
   small profile's steps): for one GPU.
 * ``paper`` - bert-base-uncased on MNLI / QQP / SQuAD from the hub with the authors'
@@ -71,7 +72,9 @@ class Profile:
     notes: str = ""
     method_lr: dict = field(default_factory=dict)  # {(task, method): weight lr} exceptions
     distill_options: tuple = (False, True)  # the tables without / with distillation
-    with_global: bool = True   # the global top-k runs of the local-vs-global figure
+    # the global top-k runs (magnitude and movement at every sparsity) of the local-vs-global and per-layer
+    # figures: True for every task, False for none, or a tuple of tasks
+    with_global: bool | tuple = True
     with_control: bool = True  # the encoder-zeroed control run
     # cells trained for more seeds than ``seeds``: ((task, method, remaining), ...) for ``cell_seeds``;
     # for soft movement / L0 the third entry is the lambdas whose runs bracket the cell, e.g. (1000.0, 3000.0)
@@ -123,7 +126,8 @@ class Profile:
                     for lam in self.lambdas("l0", task):
                         add(group, **b, method="l0", final_lambda=lam, distill=distill, score_lr=self.l0_score_lr,
                             constant_lambda=self.l0_constant_lambda)
-                for v in self.sparsities if self.with_global else ():
+                wants_global = task in self.with_global if isinstance(self.with_global, tuple) else self.with_global
+                for v in self.sparsities if wants_global else ():
                     for method in ("magnitude", "movement"):
                         add("global", **b, method=method, remaining=v, scope="global", score_lr=self.score_lr)
             cells = [("table", c, self.cell_seeds, False) for c in self.seed_cells]  # mean +- std cells
@@ -208,7 +212,7 @@ def _medium() -> Profile:
     return Profile(
         name="medium", model="minilm", tasks=("sst2", "sick"), all_tasks=("sst2", "sick", "squad"),
         budgets={"sst2": RECIPE, "sick": RECIPE_SICK, "squad": RECIPE_SQUAD},
-        score_lr=1e-2, distill_options=(False,), with_global=False,
+        score_lr=1e-2, distill_options=(False,), with_global=("sick",),
         # SICK only: soft movement (score lr 1e-2, the paper's) and L0 (score lr 1e-1), both with lambda
         # ramped on the pruning schedule; grids from a pilot at this budget (docs/findings.md)
         soft_lambdas={"sick": (1000.0, 3000.0, 10000.0)}, l0_lambdas={"sick": (100.0, 300.0, 1000.0, 3000.0)},
@@ -226,7 +230,8 @@ def _medium() -> Profile:
                "docs/findings.md), bf16 autocast; ~50-60 min per SST-2 run, ~25-50 min per SICK run (~65 min distilled) "
                "and ~2 h per SQuAD run on one core of a 2-core CPU (two runs side by side); on SICK also soft movement at three lambdas and "
                "L0 at four (score lr 1e-2 and 1e-1, lambda ramped on the pruning schedule), and with "
-               "distillation movement at 10 / 3% and soft movement's lambdas; the encoder-zeroed control"),
+               "distillation movement at 10 / 3% and soft movement's lambdas, global magnitude and movement (the "
+               "per-layer figure); the encoder-zeroed control"),
     )
 
 

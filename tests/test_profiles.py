@@ -216,3 +216,18 @@ def test_every_distilled_run_is_taught_by_its_profiles_own_dense_run(name):
         assert distilled
     for c in distilled:
         assert c.teacher_config().run_id() in dense, c.run_id()
+
+
+def test_with_global_can_name_the_tasks_that_get_global_runs():
+    """``with_global=("sick",)`` adds global magnitude / movement runs on SICK only, at every sparsity."""
+    from movprune.profiles import Profile, TaskBudget
+
+    prof = Profile(name="t", model="tiny", tasks=("sst2", "sick"), all_tasks=("sst2", "sick"),
+                   budgets={"sst2": TaskBudget(max_steps=10), "sick": TaskBudget(max_steps=10)},
+                   distill_options=(False,), with_global=("sick",), with_control=False, sparsities=(0.1, 0.03))
+    glob = sorted((c.task, c.method, c.remaining) for c in prof.all_configs() if c.scope == "global")
+    assert glob == sorted((t, m, v) for t in ("sick",) for m in ("magnitude", "movement") for v in (0.1, 0.03))
+    assert {c.task for c in prof.configs()["global"]} == {"sick"}
+    every = dataclasses.replace(prof, with_global=True)
+    assert {c.task for c in every.configs()["global"]} == {"sst2", "sick"}
+    assert "global" not in dataclasses.replace(prof, with_global=False).configs()
