@@ -34,6 +34,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Optional
 
 from .profiles import get_profile
 from .store import ResultStore
@@ -295,6 +296,21 @@ def _legacy_training(old: dict) -> dict:
             "torch": old.get("torch", "?"), "finished_at": old.get("finished_at", "?")}
 
 
+def run_train_time(record: dict) -> Optional[float]:
+    """A record's training seconds for the whole run. A run resumed from a checkpoint that did not keep
+    the time before it (``train_time_before_resume_s`` None or absent) timed only its last part: that part
+    is scaled to all the run's steps (seconds x steps / steps after the resume)."""
+    seconds = record.get("train_time_s")
+    resumed = record.get("resumed_from")
+    if seconds is None or not resumed or record.get("train_time_before_resume_s") is not None:
+        return seconds
+    try:
+        at, steps = int(str(resumed).rstrip("/").rsplit("-", 1)[-1]), int(record["steps"])
+    except (KeyError, TypeError, ValueError):
+        return seconds
+    return seconds * steps / (steps - at) if 0 <= at < steps else seconds
+
+
 def training_cost(runs_dir: Path, missing=()) -> list:
     """What retraining a profile costs, from its stored records' own ``train_time_s``.
 
@@ -306,13 +322,19 @@ def training_cost(runs_dir: Path, missing=()) -> list:
     from collections import defaultdict
 
     per_device, per_task, per_kind = defaultdict(list), defaultdict(list), defaultdict(list)
+    extrapolated = defaultdict(int)
     for r in ResultStore(runs_dir).records():
-        if r.get("train_time_s") is None:
+        seconds = run_train_time(r)
+        if seconds is None:
             continue
-        per_device[r.get("device", "unknown")].append(r["train_time_s"])
-        per_task[(r.get("device", "unknown"), r.get("task"))].append(r["train_time_s"])
-        per_kind[(r.get("device", "unknown"), r.get("task"), bool(r.get("distill")))].append(r["train_time_s"])
+        device = r.get("device", "unknown")
+        extrapolated[device] += seconds != r["train_time_s"]
+        per_device[device].append(seconds)
+        per_task[(device, r.get("task"))].append(seconds)
+        per_kind[(device, r.get("task"), bool(r.get("distill")))].append(seconds)
     lines = [f"{device}: {len(t)} run{'s' if len(t) != 1 else ''}, {sum(t) / 3600:.1f} h of training"
+             + (f" ({extrapolated[device]} resumed run{'s' if extrapolated[device] != 1 else ''} timed only after "
+                "the resume, extrapolated to all their steps)" if extrapolated[device] else "")
              for device, t in sorted(per_device.items())]
     if missing:
         for device in sorted(per_device):

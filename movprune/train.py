@@ -422,6 +422,43 @@ def last_good_checkpoint(output_dir: Path) -> Optional[str]:
     return None
 
 
+TRAIN_TIME_FILE = "movprune_train_time.json"
+
+
+def checkpoint_train_time(checkpoint) -> Optional[float]:
+    """Seconds of training that led up to ``checkpoint`` (written beside it by the run that saved it),
+    or None for a checkpoint saved without it."""
+    try:
+        return float(json.loads((Path(checkpoint) / TRAIN_TIME_FILE).read_text())["train_time_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _train_clock(before: Optional[float]):
+    """A callback that keeps a run's training time across resumes: ``before`` seconds (from the
+    checkpoint resumed from) plus this process's, written into every checkpoint it saves."""
+    from transformers import TrainerCallback
+
+    class TrainClock(TrainerCallback):
+        def __init__(self):
+            self.before, self.started = before, None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.started = time.time()
+
+        def total(self) -> float:
+            return (self.before or 0.0) + (time.time() - self.started if self.started else 0.0)
+
+        def on_save(self, args, state, control, **kwargs):
+            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if ckpt.is_dir():
+                tmp = ckpt / (TRAIN_TIME_FILE + ".tmp")
+                tmp.write_text(json.dumps({"train_time_s": round(self.total(), 1), "step": state.global_step}))
+                os.replace(tmp, ckpt / TRAIN_TIME_FILE)
+
+    return TrainClock()
+
+
 def check_run_folder(out_dir: Path, config: RunConfig) -> None:
     """Refuse to resume in a run folder whose ``run_config.json`` is another config.
 
@@ -617,7 +654,9 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         trainer, model, pruner = built["trainer"], built["model"], built["pruner"]
         if resume and progress:
             print(f"resuming {run_id} from {resume}")
-        t0 = time.time()
+        before = checkpoint_train_time(resume) if resume else 0.0  # None: a checkpoint saved without it
+        clock = _train_clock(before)
+        trainer.add_callback(clock)
         try:
             trainer.train(resume_from_checkpoint=resume)
             break
@@ -629,7 +668,7 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
             print(f"warning: checkpoint {bad} could not be loaded ({type(e).__name__}); "
                   f"moved aside, falling back to the previous one")
             resume = last_good_checkpoint(out_dir)
-    train_time = time.time() - t0
+    train_time = clock.total()
     targets, sample_name, sample_idx, pretrained_sample = (built["targets"], built["sample_name"],
                                                            built["sample_idx"], built["pretrained_sample"])
 
@@ -678,9 +717,12 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         "stopped_at": stopped_at,  # --stop-on-collapse ended training here (final sparsity set, then eval)
         "train_examples": n_train,
         "steps": max_steps,
+        # training time of the whole run, resumed parts included (eval excluded); when resumed from a
+        # checkpoint saved without its time, only this process's part (train_time_before_resume_s None)
         "train_time_s": round(train_time, 1),
         "eval_time_s": round(eval_time, 1),
         "resumed_from": resume,
+        "train_time_before_resume_s": None if before is None else round(before, 1),
         "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}",
         "versions": _versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -186,3 +186,23 @@ def test_training_cost_sums_the_records_and_estimates_the_missing_runs_per_task(
                "train_time_s": 5400.0})
     missing = [SimpleNamespace(task="sick", distill=True), SimpleNamespace(task="sick", distill=False)]
     assert "~2.0 h on cpu x1" in training_cost(tmp_path, missing)[1]  # 5,400 s + 1,800 s
+
+
+def test_a_resumed_run_counts_its_whole_training_time(tmp_path):
+    """A resumed record with the time before its resume counts as it is; one resumed from a checkpoint
+    saved without it (older runs) is scaled from its last part to all its steps, and says so."""
+    from movprune.batch import run_train_time, training_cost
+    from movprune.store import ResultStore
+
+    whole = {"train_time_s": 3000.0, "steps": 3400, "resumed_from": "ck/run/checkpoint-2000",
+             "train_time_before_resume_s": 1800.0}
+    assert run_train_time(whole) == 3000.0
+    assert run_train_time({**whole, "train_time_before_resume_s": None, "train_time_s": 1400.0}) == 3400.0
+    assert run_train_time({"train_time_s": 1400.0, "steps": 3400, "resumed_from": None}) == 1400.0
+    assert run_train_time({"train_time_s": 10.0, "steps": 3400, "resumed_from": "odd-name"}) == 10.0
+    store = ResultStore(tmp_path)
+    store.put({"run_id": "a", "task": "sick", "metrics": {}, "device": "cpu x1", "train_time_s": 1800.0})
+    store.put({"run_id": "b", "task": "sick", "metrics": {}, "device": "cpu x1", "train_time_s": 1400.0,
+               "steps": 3400, "resumed_from": "x/checkpoint-2000"})
+    assert training_cost(tmp_path) == ["cpu x1: 2 runs, 1.4 h of training (1 resumed run timed only after the "
+                                       "resume, extrapolated to all their steps)"]  # 1,800 + 3,400 s

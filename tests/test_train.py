@@ -164,6 +164,7 @@ def test_kill_9_resumes_from_checkpoint(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     rec = json.loads(next(store.glob("*.json")).read_text())
     assert rec["resumed_from"] and "checkpoint-" in rec["resumed_from"]
+    assert 0 < rec["train_time_before_resume_s"] < rec["train_time_s"]  # the killed part is counted
     # reference: the same config uninterrupted
     assert int(rec["resumed_from"].rsplit("-", 1)[1]) < 120, "the kill came after training had finished"
     ref = subprocess.run([*cmd[:-4], "--store", str(tmp_path / "ref"), "--work-dir", str(tmp_path / "refwork")],
@@ -191,6 +192,26 @@ def test_corrupted_checkpoint_falls_back(tmp_path, damage):
     rec = run(cfg, store=store, work_dir=work, keep_checkpoints=True, progress=False)
     assert rec["resumed_from"] and newest.name not in rec["resumed_from"]
     assert abs(rec["remaining"] - 0.2) < 1e-3
+
+
+def test_a_resumed_run_keeps_the_training_time_before_its_checkpoint(tmp_path):
+    """Every checkpoint carries the training time so far; a run resumed from one adds it to its own."""
+    from movprune.train import checkpoint_train_time
+
+    cfg = RunConfig(task="sst2", method="movement", remaining=0.2, **{**TINY, "max_steps": 9})
+    store, work = tmp_path / "runs", tmp_path / "work"
+    first = run(cfg, store=store, work_dir=work, keep_checkpoints=True, progress=False)
+    assert first["resumed_from"] is None and first["train_time_before_resume_s"] == 0.0
+    times = [checkpoint_train_time(c) for c in _ckpts(work)]
+    assert times and all(t is not None and 0 < t <= first["train_time_s"] for t in times)
+    assert times == sorted(times)
+    (store / f"{cfg.run_id()}.json").unlink()
+    newest = _ckpts(work)[-1]
+    again = run(cfg, store=store, work_dir=work, keep_checkpoints=True, progress=False)
+    assert again["resumed_from"] == str(newest)
+    assert again["train_time_before_resume_s"] == round(times[-1], 1)
+    assert again["train_time_s"] >= again["train_time_before_resume_s"]
+    assert checkpoint_train_time(tmp_path) is None  # a folder without the file: unknown, not zero
 
 
 def test_unwritable_store_fails_before_training(tmp_path):
