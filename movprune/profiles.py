@@ -49,7 +49,7 @@ class TaskBudget:
     sparsity_cooldown_steps: Optional[int] = None
     bf16: bool = False              # bf16 autocast (CPUs with avx512_bf16, GPUs)
     group_by_length: bool = False   # False: uniform shuffling, as the paper
-    stop_on_collapse: bool = False  # end a run whose loss sits at the label entropy after pruning began
+    stop_on_collapse: bool = False  # end a run whose loss sits at a collapsed model's level after pruning began
 
 
 @dataclass

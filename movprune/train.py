@@ -71,6 +71,20 @@ def constant_loss(labels, num_labels: int) -> float:
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
 
+def collapse_ceiling(spec, train_ds) -> Optional[float]:
+    """The training loss a collapsed model settles at, or None where there is no such level (regression).
+
+    Classification: :func:`constant_loss` of the training labels. Extractive QA: a collapsed encoder
+    maps every token to the same vector, so the start and end logits are equal over the window and
+    the loss is ln(window length): the mean of that over the training windows (padding in a batch
+    only raises it)."""
+    if spec.kind == "classification":
+        return constant_loss(train_ds["labels"], spec.num_labels)
+    if spec.kind == "qa":
+        return float(np.mean([math.log(len(ids)) for ids in train_ds["input_ids"]]))
+    return None
+
+
 # fields that do not change a run's result, so they stay out of its id
 _NOT_IN_ID = ("data_dir", "teacher_dir", "save_steps", "eval_batch_size")
 # fields added after records existed, with the value every earlier run had: a field at that value
@@ -286,8 +300,8 @@ def _trainer_classes():
             self.pruner.update(state.max_steps, state.max_steps)
 
     class CollapseStopCallback(TrainerCallback):
-        """Ends training once the logged loss has sat at the label entropy for ``patience_steps`` after
-        pruning began (``--stop-on-collapse``): such runs have not recovered in any run we made, and the
+        """Ends training once the logged loss has sat at a collapsed model's level (:func:`collapse_ceiling`)
+        for ``patience_steps`` after pruning began (``--stop-on-collapse``): such runs have not recovered in any run we made, and the
         rest of their budget is better spent on another seed. The record keeps ``stopped_at``."""
 
         def __init__(self, ceiling: float, pruning_starts: float, patience_steps: int = 200):
@@ -541,9 +555,10 @@ def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progr
     PruningTrainer, ScheduleCallback, CollapseStopCallback = _trainer_classes()
     callbacks = [ScheduleCallback(pruner)]
     collapse = None
-    if config.stop_on_collapse and spec.kind == "classification":
+    ceiling = collapse_ceiling(spec, train_ds) if config.stop_on_collapse else None
+    if ceiling is not None:
         start, _ = config.pruning_config().schedule.bounds(max_steps)
-        collapse = CollapseStopCallback(constant_loss(train_ds["labels"], spec.num_labels), start)
+        collapse = CollapseStopCallback(ceiling, start)
         callbacks.append(collapse)
     trainer = PruningTrainer(
         model=model, args=args, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tokenizer),
@@ -588,7 +603,7 @@ def schedule_advice(config: RunConfig, max_steps: int) -> Optional[str]:
 
 def collapse_step(loss_curve, level: float, after: float = 0.0) -> Optional[int]:
     """First logged step after ``after`` from which the training loss stayed within 3% of ``level``
-    (the loss of a constant prediction, :func:`constant_loss`) to the end of the curve: a run that
+    (the loss of a collapsed model, :func:`collapse_ceiling`) to the end of the curve: a run that
     ended predicting a constant. None if it never did."""
     ceiling = COLLAPSE_FRACTION * level
     found = None
@@ -711,9 +726,8 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         **({"penalty_curve": penalty_curve} if penalty_curve else {}),
         "pruning_starts_at": pruning_starts if config.method != "dense" else None,
         # first logged step from which the loss stayed at the label entropy (classification), else None
-        "collapse_step": (collapse_step(loss_curve, constant_loss(train_ds["labels"], spec.num_labels),
-                                        pruning_starts)
-                          if spec.kind == "classification" and config.method not in ("dense", "zero_encoder") else None),
+        "collapse_step": (collapse_step(loss_curve, collapse_ceiling(spec, train_ds), pruning_starts)
+                          if spec.kind != "regression" and config.method not in ("dense", "zero_encoder") else None),
         "stopped_at": stopped_at,  # --stop-on-collapse ended training here (final sparsity set, then eval)
         "train_examples": n_train,
         "steps": max_steps,

@@ -345,3 +345,32 @@ def test_evaluate_pairs_predictions_with_their_features(tokenizer, sample, tmp_p
     metrics = T.evaluate(trainer, D.get_task("squad"), (sample, evalf))
     # the windows' gold spans decode to the reference answer for >= 90% of questions (test above)
     assert metrics["exact_match"] >= 90.0 and metrics["f1"] >= 90.0, metrics
+
+
+def test_a_collapsed_qa_model_sits_at_ln_of_the_window_length(tokenizer, sample):
+    """The collapse level of SQuAD: equal start / end logits over a window give the QA loss ln(window
+    length), averaged over the training windows; classification keeps the label entropy, regression has none."""
+    import math
+
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    from movprune.train import collapse_ceiling, constant_loss
+
+    train = S.prepare_train_features(sample, tokenizer, MAX_LEN, STRIDE)
+    lengths = [len(ids) for ids in train["input_ids"]]
+    level = collapse_ceiling(D.TASKS["squad"], train)
+    assert level == pytest.approx(np.mean(np.log(lengths)))
+    # a model whose encoder output is the same vector at every position: its loss on one window is ln L
+    model = BertForQuestionAnswering(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=8, num_hidden_layers=1,
+                                                num_attention_heads=2, intermediate_size=16))
+    row = train[0]
+    hidden = torch.ones(1, len(row["input_ids"]), 8)
+    logits = model.qa_outputs(hidden)
+    start, end = logits.split(1, dim=-1)
+    ce = torch.nn.functional.cross_entropy
+    loss = (ce(start.squeeze(-1), torch.tensor([row["start_positions"]]))
+            + ce(end.squeeze(-1), torch.tensor([row["end_positions"]]))) / 2
+    assert float(loss) == pytest.approx(math.log(len(row["input_ids"])), rel=1e-5)
+    assert collapse_ceiling(D.TASKS["sst2"], {"labels": [0, 1, 1, 1]}) == pytest.approx(constant_loss([0, 1, 1, 1], 2))
+    assert collapse_ceiling(D.TASKS["stsb"], {"labels": [0.5, 4.0]}) is None

@@ -1,6 +1,7 @@
 """Runs, store and CLI on the tiny random model and a few hundred real SST-2 / SICK examples."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -372,6 +373,27 @@ def test_collapse_is_judged_on_the_task_loss_not_the_penalty(tmp_path):
     penalty = dict(rec["penalty_curve"])
     assert set(penalty) == {s for s, _ in rec["loss_curve"]}
     assert max(penalty.values()) > 10 * max(l for _, l in rec["loss_curve"])  # lambda = 1000 dominates
+
+
+def test_a_squad_run_is_checked_for_collapse_at_its_own_level(tmp_path, monkeypatch):
+    """``stop_on_collapse`` on SQuAD watches the loss against ln(window length), not a label entropy
+    (SQuAD has no labels); the record's collapse_step is judged on the same level."""
+    from movprune import train as T
+
+    seen = []
+    real = T.collapse_ceiling
+
+    def spy(spec, train_ds):
+        seen.append((spec.kind, real(spec, train_ds)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(T, "collapse_ceiling", spy)
+    cfg = RunConfig(task="squad", method="movement", remaining=0.2, stop_on_collapse=True,
+                    **{**TINY, "max_length": 96, "doc_stride": 32, "max_steps": 4, "max_eval_examples": 16})
+    rec = run(cfg, store=tmp_path / "runs", work_dir=tmp_path / "work", progress=False)
+    assert [kind for kind, _ in seen] == ["qa", "qa"]  # the stop callback, then the record's collapse_step
+    assert 3.0 < seen[0][1] < math.log(96) + 1e-9     # ln of window lengths of at most 96 tokens
+    assert rec["stopped_at"] is None and {"exact_match", "f1"} <= set(rec["metrics"])
 
 
 def test_eval_split_scores_the_chosen_split(tmp_path):
