@@ -566,16 +566,28 @@ def plot_layer_profile(df: pd.DataFrame, task: str, distill: bool = False, profi
         fig.suptitle(_title(task, df, profile, "kept weights per layer"), fontsize=11)
         return fig
     layers = sorted({int(k) for d in runs.per_layer for k in d if str(k).lstrip("-").isdigit()})
+
+    def kept_label(v):
+        v = 100 * float(v)
+        return f"{v:.0f}%" if v >= 10 else f"{v:.1f}%" if v >= 1 else f"{v:.2g}%"
+
+    # one legend entry per method: how many runs and the range of their kept fractions (a line per run
+    # would give a legend longer than the plot); each line carries its run id as its gid
+    legend = {}
+    for method, group in runs.groupby("method", sort=False):
+        n, lo, hi = len(group), group.remaining.astype(float).min(), group.remaining.astype(float).max()
+        name = METHOD_LABELS.get(method, method) + (" (global)" if method in TOPK_METHODS else "")
+        legend[method] = (f"{name}: {n} run{'s' if n != 1 else ''}, "
+                          + (kept_label(lo) if n == 1 or kept_label(lo) == kept_label(hi)
+                             else f"{kept_label(lo)[:-1]}-{kept_label(hi)}") + " kept")
     for _, r in runs.iterrows():
         kept = np.array([float(r.per_layer.get(str(l), np.nan)) for l in layers])
         style = METHOD_STYLE.get(r.method, {})
-        name = METHOD_LABELS.get(r.method, r.method) + (" (global)" if r.method in TOPK_METHODS else "")
-        v = 100 * float(r.remaining)
-        kept_label = f"{v:.0f}%" if v >= 10 else f"{v:.1f}%" if v >= 1 else f"{v:.2g}%"
-        label = f"{name} {kept_label}" + (f" (seed {int(r.seed)})" if int(r.seed) else "")
+        label = legend.pop(r.method, None)
         for ax, y in zip(axes[0], (100 * kept, kept / float(r.remaining))):
-            ax.plot(layers, y, color=style.get("color"), marker=style.get("marker"), markersize=4, linewidth=1.2,
-                    alpha=0.85, label=label if ax is axes[0][1] else None)
+            line, = ax.plot(layers, y, color=style.get("color"), marker=style.get("marker"), markersize=4,
+                            linewidth=1.2, alpha=0.85, label=label if ax is axes[0][1] else None)
+            line.set_gid(r.run_id)
     ax = axes[0][0]
     ax.set_yscale("log")
     from matplotlib.ticker import FuncFormatter, LogLocator
@@ -588,7 +600,7 @@ def plot_layer_profile(df: pd.DataFrame, task: str, distill: bool = False, profi
     ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
     ax.set_ylabel("layer's kept fraction / run's kept fraction")
     ax.set_title("relative to the run's overall density (1 = uniform)", fontsize=10)
-    ax.legend(fontsize=7, loc="best", ncol=2 if len(runs) > 6 else 1)
+    ax.legend(fontsize=8, loc="best")
     for ax in axes[0]:
         ax.set_xticks(layers)
         ax.set_xlabel("layer (0 = next to the embeddings)")

@@ -316,11 +316,18 @@ def test_layer_profile_picks_adaptive_runs_and_normalises_by_density(tmp_path):
     runs = A.layer_profile_runs(df, "sst2")
     assert sorted(runs.run_id) == ["l0", "mvp_global", "soft"]
     fig = A.plot_layer_profile(df, "sst2", profile="smoke")
-    right = {l.get_label(): l.get_ydata() for l in fig.axes[1].get_lines() if not l.get_label().startswith("_")}
-    soft = next(v for k, v in right.items() if k.startswith("Soft movement"))
-    assert soft == pytest.approx([0.08 / 0.05, 0.02 / 0.05])
-    assert any(k.startswith("Movement pruning (global) 10%") for k in right)
+    right = {l.get_gid(): l.get_ydata() for l in fig.axes[1].get_lines() if l.get_gid()}
+    assert set(right) == {"l0", "mvp_global", "soft"}  # one line per run
+    assert right["soft"] == pytest.approx([0.08 / 0.05, 0.02 / 0.05])
+    # one legend entry per method, with its number of runs and their kept fractions
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert sorted(labels) == ["L0 regularization: 1 run, 20% kept", "Movement pruning (global): 1 run, 10% kept",
+                              "Soft movement pruning: 1 run, 5.0% kept"]
     _check_saved(fig, tmp_path, "layer_profile")
+    store.put(_record("soft2", "soft_movement", 80.0, 0.004, lam=300.0, seed=1))
+    df = A.load_records(tmp_path)
+    labels = [t.get_text() for t in A.plot_layer_profile(df, "sst2").axes[1].get_legend().get_texts()]
+    assert "Soft movement pruning: 2 runs, 0.4-5.0% kept" in labels
     empty = A.plot_layer_profile(df[df.run_id == "dense"], "sst2")
     assert "no soft movement" in empty.axes[0].texts[0].get_text()
 
