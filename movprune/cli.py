@@ -92,8 +92,9 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     lam.add_argument("--ramp-lambda", dest="constant_lambda", action="store_false",
                      help="regularization weight ramped by the cubic schedule (default for soft_movement)")
     p.add_argument("--stop-on-collapse", action="store_true",
-                   help="end training once the loss sits at a collapsed model's level for 200 steps after pruning began "
-                        "(classification: the label entropy; SQuAD: ln(window length), equal logits everywhere)")
+                   help="end training once the loss sits at a collapsed model's level for 200 steps after "
+                        "pruning began (classification: the label entropy; SQuAD: ln(window length), "
+                        "equal logits everywhere)")
     p.add_argument("--no-freeze-embeddings", action="store_true", help="also train the embeddings")
     p.add_argument("--store", default="results/runs", help="results store folder (default results/runs)")
     p.add_argument("--work-dir", default="checkpoints", help="checkpoints and final models (default checkpoints)")

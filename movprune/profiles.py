@@ -230,8 +230,9 @@ def _medium() -> Profile:
                        ("sick", "soft_movement", (3000.0, 10000.0, 20000.0))),
         notes=("MiniLM-L6: all of SST-2 for 3,400 steps of 64 (2.8 epochs), SICK for 3,400 steps of 32; the first "
                "weight pruned after 1,000 steps, the cubic ramp over the next 2,000 (the seed study of "
-               "docs/findings.md), bf16 autocast; ~50-60 min per SST-2 run, ~25-50 min per SICK run (~65 min distilled) "
-               "and ~2 h per SQuAD run on one core of a 2-core CPU (two runs side by side); on SICK also soft movement at three lambdas and "
+               "docs/findings.md), bf16 autocast; ~50-60 min per SST-2 run, ~25-50 min per SICK run (~65 min "
+               "distilled) and ~2 h per SQuAD run on one core of a 2-core CPU (two runs side by side); on SICK "
+               "also soft movement at three lambdas and "
                "L0 at four (score lr 1e-2 and 1e-1, lambda ramped on the pruning schedule), and with "
                "distillation movement at 10 / 3% and soft movement's lambdas, global magnitude and movement (the "
                "per-layer figure); the encoder-zeroed control; on SQuAD (--tasks squad) magnitude and movement, one "

@@ -301,8 +301,9 @@ def _trainer_classes():
 
     class CollapseStopCallback(TrainerCallback):
         """Ends training once the logged loss has sat at a collapsed model's level (:func:`collapse_ceiling`)
-        for ``patience_steps`` after pruning began (``--stop-on-collapse``): such runs have not recovered in any run we made, and the
-        rest of their budget is better spent on another seed. The record keeps ``stopped_at``."""
+        for ``patience_steps`` after pruning began (``--stop-on-collapse``): such runs have not recovered
+        in any run we made, and the rest of their budget is better spent on another seed. The record
+        keeps ``stopped_at``."""
 
         def __init__(self, ceiling: float, pruning_starts: float, patience_steps: int = 200):
             self.ceiling, self.pruning_starts, self.patience_steps = ceiling, pruning_starts, patience_steps
