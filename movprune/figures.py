@@ -73,10 +73,13 @@ def _style_log_remaining(ax, xmin_pct: float = 0.8, xmax_pct: float = 100.0, lab
     ax.set_xlabel(label or "remaining weights (log scale)")
 
 
-def _no_data(ax, text: str) -> None:
+def _no_data(ax, text: str, keep_axes: bool = False) -> None:
+    """Write ``text`` in the middle of an axes that has nothing (or only reference lines) to show;
+    ``keep_axes`` keeps the ticks, for a panel whose reference lines still carry information."""
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=9, color="#555555", wrap=True)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    if not keep_axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
 
 
 def _title(task: str, df: pd.DataFrame, profile: Optional[str], extra: str = "") -> str:
@@ -209,6 +212,9 @@ def plot_metric_vs_remaining(df: pd.DataFrame, task: str, distill: bool = False,
     ax.set_ylabel(ylabel)
     if not any_curve and dmean is None:
         _no_data(ax, f"no runs of {task_label(task)} in the store")
+    elif not any_curve:  # the dense line alone: say why the curves are missing
+        _no_data(ax, f"no pruned runs of {task_label(task)} {'with' if distill else 'without'} distillation "
+                     "in the store", keep_axes=True)
     ax.set_title(_title(task, df, profile, "with distillation" if distill else "no distillation"), fontsize=10)
 
     if paper_points is not None and len(paper_points):
@@ -400,6 +406,8 @@ def plot_local_vs_global(df: pd.DataFrame, task: str, distill: bool = False, met
     ax.set_ylabel(f"{task_label(task)} {metric_label(metric or _main_metric(df, task) or 'score')} (%)")
     if not any_curve:
         _no_data(ax, f"no magnitude / movement runs of {task_label(task)} in the store")
+    elif not any(len(method_curve(df, task, m, distill, scope="global", metric=metric)) for m in TOPK_METHODS):
+        _no_data(ax, f"no global top-k runs of {task_label(task)} in the store: local only", keep_axes=True)
     ax.set_title(_title(task, df, profile, "local vs global top-k"), fontsize=10)
     h, l = _legend_entries([ax])
     if h:

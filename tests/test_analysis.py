@@ -259,6 +259,12 @@ def test_plot_metric_vs_remaining(results, tmp_path):
     A.plot_metric_vs_remaining(df, "squad", ax=ax)
     assert len(ax.figure.axes) == 2
     assert len(A.plot_metric_vs_remaining(df, "sick", paper_points=False).axes) == 1
+    # a dense run but no pruned runs of that kind: the panel keeps its axes and says what is missing
+    notes = lambda f: " ".join(t.get_text() for t in f.axes[0].texts)  # noqa: E731
+    only_dense = df[(df.task == "sst2") & (df.method == "dense")]
+    fig = A.plot_metric_vs_remaining(only_dense, "sst2", distill=True)
+    assert "no pruned runs of SST-2 with distillation" in notes(fig) and len(fig.axes[0].get_yticks())
+    assert "no pruned runs" not in notes(A.plot_metric_vs_remaining(df, "sst2"))
     # a task without runs still draws
     _check_saved(A.plot_metric_vs_remaining(df, "qqp"), tmp_path, "empty")
 
@@ -294,6 +300,10 @@ def test_plot_local_vs_global_and_per_layer(results, tmp_path):
     grid = A.per_matrix_grid(A.select(df, method="movement", scope="global").per_matrix.iloc[0])
     assert grid.shape == (LAYERS, 6) and list(grid.columns) == list(TYPES)
     assert grid.loc[1, "attention.self.query"] == pytest.approx(0.05)
+    # local runs only: the figure says that the global ones are missing (and only then)
+    notes = lambda f: " ".join(t.get_text() for t in f.axes[0].texts)  # noqa: E731
+    assert "no global top-k runs" in notes(A.plot_local_vs_global(df[df.scope != "global"], "sst2"))
+    assert "no global" not in notes(A.plot_local_vs_global(df, "sst2"))
     # no global run at 3%: the figure says so instead of failing
     fig = A.plot_per_layer(df, "sst2", remaining=0.03)
     assert "missing" in fig._suptitle.get_text()
