@@ -104,6 +104,7 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m movprune`` argument parser (subcommands run, sweep, list, batch, diagnose, export)."""
     parser = _Parser(
         prog="python -m movprune", allow_abbrev=False,
         description="Movement pruning (Sanh, Wolf & Rush 2020): fine-prune Hugging Face encoders and "
@@ -213,6 +214,7 @@ def _fmt(record: dict, work_dir: str = "checkpoints") -> str:
 
 
 def main(argv=None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``); returns the exit status, errors as one line."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # --help (0) or a usage error (2, already printed on one line)

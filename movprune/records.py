@@ -72,10 +72,12 @@ TYPE_LABELS = {"attention.self.query": "query", "attention.self.key": "key", "at
 
 
 def task_label(task: str) -> str:
+    """Display name of a task (``"sick"`` -> ``"SICK"``); unknown tasks keep their name."""
     return TASK_LABELS.get(task, task)
 
 
 def metric_label(metric: str) -> str:
+    """Display name of a metric (``"f1"`` -> ``"F1"``); unknown metrics keep their name."""
     return METRIC_LABELS.get(metric, metric)
 
 

@@ -626,6 +626,7 @@ def _is_load_error(e: Exception) -> bool:
 
 
 def final_model_dir(config: RunConfig, work_dir: str | os.PathLike = DEFAULT_WORK_DIR) -> Path:
+    """Where :func:`run` saves the pruned model of ``config`` (``<work_dir>/<run_id>/final``)."""
     return Path(work_dir) / config.run_id() / "final"
 
 
