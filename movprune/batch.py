@@ -357,8 +357,12 @@ def write_readme(results_dir: Path, meta: dict, missing=()) -> Path:
                   f"{training['trained']} runs on {training['machine']} (torch {training['torch']}"
                   + (f", {training['jobs']} run(s) at a time" if training.get("jobs") else "")
                   + f"), finished {training['finished_at']}.", ""]
-    lines += [f"Runs in the store: {len(list((results_dir / 'runs').glob('*.json')))}; the last invocation trained "
-              f"{meta['sweeps'].get('trained', 0)} and found {meta['sweeps'].get('cached', 0)} cached.", ""]
+    n_runs = len(list((results_dir / 'runs').glob('*.json')))
+    if meta.get("sweeps"):
+        lines += [f"Runs in the store: {n_runs}; the last invocation trained {meta['sweeps'].get('trained', 0)} "
+                  f"and found {meta['sweeps'].get('cached', 0)} cached.", ""]
+    else:  # --only notebooks: nothing was looked up or trained
+        lines += [f"Runs in the store: {n_runs}; the last invocation only re-executed the notebooks.", ""]
     devices = _run_devices(results_dir / "runs")
     if devices:
         lines += ["Runs in the store, by the device that trained them: "

@@ -90,6 +90,10 @@ def test_results_readme_names_the_devices_that_trained_the_runs(tmp_path):
             "torch": "2", "threads": 2, "finished_at": "now", "sweeps_s": 0, "sweeps": {}, "notebooks_s": 0}
     text = write_readme(tmp_path, meta).read_text()
     assert "by the device that trained them: cpu x1 (1), cuda:NVIDIA H200 (2)." in text
+    # sweeps = {}: a notebooks-only rendering says so instead of "trained 0 and found 0 cached"
+    assert "Runs in the store: 3; the last invocation only re-executed the notebooks." in text
+    text = write_readme(tmp_path, dict(meta, sweeps={"trained": 1, "cached": 2})).read_text()
+    assert "Runs in the store: 3; the last invocation trained 1 and found 2 cached." in text
 
 
 def test_notebook_runs_from_the_notebooks_folder_with_its_defaults(tmp_path):
