@@ -7,7 +7,7 @@
     fig = A.plot_metric_vs_remaining(df, "sst2", distill=False)
     A.save_figure(fig, "results/small", "metric_vs_remaining_sst2")  # -> figures/*.png|pdf
 
-This module only re-exports; the code lives in three modules, each importing only those above it:
+This module only re-exports; the code lives in four modules, each importing only those above it:
 
 * :mod:`movprune.records` - the shared vocabulary (method, task and metric labels, ``TYPE_ORDER``,
   the paper counterpart of each task), checking the notebook parameters, loading and selecting
@@ -15,11 +15,13 @@ This module only re-exports; the code lives in three modules, each importing onl
   interpolation between runs (``interpolate_at``) and ``notebook_setup``.
 * :mod:`movprune.tables` - table cells, the results tables (ours and the paper's), markdown and CSV.
 * :mod:`movprune.figures` - every plot, the method styles (``METHOD_STYLE``), ``save_figure`` and ``show``.
+* :mod:`movprune.claims` - the paper's claims checked against the records by one fixed rule (``claims_table``).
 
 :mod:`movprune.reference` (the paper's numbers) imports ``interpolate_at`` from records; tables and
 figures import reference.
 """
 
+from .claims import VERDICTS, claims_markdown, claims_summary, claims_table, layer0_ratio, verdict  # noqa: F401
 from .figures import (  # noqa: F401
     ADAPTIVE_METHODS, METHOD_STYLE, PRUNED_COLOR, layer_profile_runs, method_curve, per_matrix_grid,
     plot_layer_profile, plot_local_vs_global, plot_metric_vs_remaining, plot_per_layer, plot_remaining_histogram,

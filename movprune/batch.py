@@ -377,9 +377,10 @@ def write_readme(results_dir: Path, meta: dict, missing=()) -> Path:
     if failed_runs or failed_nbs:
         lines += ["## Failures", ""] + [f"- run `{k}`: {v}" for k, v in failed_runs.items()] + \
                  [f"- notebook `{k}`: {v}" for k, v in failed_nbs.items()] + [""]
-    # per notebook: our results first, then beside the paper, the raw points last
+    # per notebook: our results first, then beside the paper, the claims' verdicts, the raw points last
     tables = sorted((results_dir / "tables").glob("*.csv"),
-                    key=lambda t: (t.stem.split("_")[0], "raw_points" in t.stem, "beside" in t.stem, t.stem))
+                    key=lambda t: (t.stem.split("_")[0], "raw_points" in t.stem, "claims" in t.stem, "beside" in t.stem,
+                                   t.stem))
     if tables:
         lines += ["## Tables", ""]
         for t in tables:

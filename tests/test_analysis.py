@@ -403,3 +403,36 @@ def test_beside_paper_pairs_our_cell_with_the_papers(results):
     assert b.loc[mv, ("SICK 3%", "paper (MNLI)")] == "76.5"
     assert b.loc[A.METHOD_LABELS["dense"], ("SICK 3%", "ours")] == "80.0 (n=1)"
     assert A.results_table(df, ["sst2"]).beside_paper() is None
+
+
+@pytest.mark.parametrize("a, b, expected", [
+    (dict(mean=81.0, std=0.5, n=3), dict(mean=80.0, std=0.5, n=3), "holds"),          # 1.0 > 2 SE = 0.82
+    (dict(mean=81.0, std=1.0, n=3), dict(mean=80.0, std=1.0, n=3), "not settled"),    # 1.0 < 2 SE = 1.63
+    (dict(mean=79.0, std=0.5, n=3), dict(mean=80.0, std=0.5, n=4), "does not hold"),
+    (dict(mean=90.0, std=None, n=1), dict(mean=60.0, std=0.1, n=3), "seen"),          # one seed: a direction
+    (dict(mean=59.0, std=0.5, n=2), dict(mean=60.0, std=0.1, n=3), "not seen"),
+    (dict(mean=None, std=None, n=0), dict(mean=60.0, std=0.1, n=3), "not run"),
+])
+def test_a_claim_holds_only_with_three_seeds_a_side_and_a_gap_beyond_two_standard_errors(a, b, expected):
+    assert A.verdict(a, b) == expected
+
+
+def test_claims_table_compares_the_cells_of_the_tables(results):
+    df = A.load_records(results)
+    claims = A.claims_table(df, ["sst2"])
+    row = lambda claim, s: claims[(claims.claim == claim) & np.isclose(claims.remaining, s)].iloc[0]  # noqa: E731
+    r = row("movement > magnitude", 0.10)  # movement 84 / 86 (two seeds) vs magnitude 80
+    assert (r.a_mean, r.a_n, r.b_mean, r.b_n, r.verdict) == (85.0, 2, 80.0, 1, "seen")
+    assert r.difference == pytest.approx(5.0)
+    r = row("soft movement > movement", 0.10)  # soft movement interpolated between 20% (88) and 5% (80)
+    assert r.a_interp and r.a_mean == pytest.approx(80 + 8 * (0.05 / 0.15)) and r.verdict == "not seen"
+    assert row("distillation helps magnitude", 0.10).verdict == "seen"  # 82 with vs 80 without
+    r = row("movement keeps more of layer 0 than magnitude (global top-k)", 0.10)
+    assert r.b_mean == pytest.approx(0.05 / 0.10) and r.a_mean > 1 and r.verdict == "seen"
+    # a pair with a side missing is left out unless asked for
+    assert not ((claims.claim == "distillation helps movement")).any()
+    kept = A.claims_table(df, ["sst2"], keep_not_run=True)
+    assert set(kept[kept.claim == "distillation helps movement"].verdict) == {"not run"}
+    text = A.claims_markdown(claims)
+    assert text.splitlines()[0] == "| claim | SST-2 |" and "10%: seen, 85.0 ± 1.4 (n=2) vs 80.0 (n=1)" in text
+    assert A.claims_markdown(claims.iloc[:0]).startswith("no pair of runs")
