@@ -441,12 +441,30 @@ def committed_profiles(results="results", exclude=()) -> list:
             if name not in exclude and any((Path(results) / name / "runs").glob("*.json"))]
 
 
+def _dry_run(profile, task_list, seed_list, configs, store: ResultStore, work: Path) -> int:
+    """What ``run_batch`` would train, without training (``--dry-run``)."""
+    todo = [c for c in configs if store.get(c.run_id()) is None]
+    teachers = missing_teachers([c for c in configs if c.distill], work)
+    print(f"[batch] profile {profile} ({', '.join(task_list)}; seeds {seed_list}): {len(configs)} runs, "
+          f"{len(configs) - len(todo)} stored, {len(todo)} to train (dry run: nothing is trained or written)")
+    for c in todo:
+        print(f"  {c.run_id()}")
+    if teachers and any(c.distill for c in todo):
+        print(f"[batch] {len(teachers)} distillation teacher(s) without a model in {work}, retrained first: "
+              + ", ".join(t.run_id() for t in teachers))
+    for line in training_cost(store.root, todo):
+        print(f"[batch] {line}")
+    return 0
+
+
 def run_batch(profile: str = "small", tasks=None, seeds=None, results="results", work_dir="checkpoints",
-              only=None, notebooks_dir: Path = NOTEBOOKS, jobs=None, also=()) -> int:
+              only=None, notebooks_dir: Path = NOTEBOOKS, jobs=None, also=(), dry_run: bool = False) -> int:
     """The whole job; returns the process exit status (0 = everything succeeded).
 
     ``also``: further profiles whose notebooks are re-executed over their stored records after this
     one (nothing is trained for them), e.g. ``committed_profiles(results, exclude=[profile])``.
+    ``dry_run``: print the runs that have no record (and the teachers that would be retrained) with
+    an estimate of their training time from the stored runs; train, render and write nothing.
     """
     prof = get_profile(profile)
     for name in also:
@@ -470,6 +488,8 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
     store = ResultStore(results_dir / "runs")
     work = Path(work_dir) / profile
     configs = prof.all_configs(task_list, seed_list)  # validates every config before any training
+    if dry_run:
+        return _dry_run(profile, task_list, seed_list, configs, store, work)
 
     meta_path = results_dir / "batch.json"
     old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

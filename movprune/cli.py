@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="parallel runs (default: 2 on a CPU-only machine, 1 with a GPU)")
     p_batch.add_argument("--only", choices=["sweeps", "notebooks"], default=None,
                          help="run only the training sweeps (e.g. on a GPU box) or only the notebooks")
+    p_batch.add_argument("--dry-run", action="store_true",
+                         help="list the runs without a record and estimate their training time; train nothing")
     p_diag = sub.add_parser("diagnose", help="does a (pruned) model's representation still depend on the input?",
                             description="Per layer: spread of the hidden states across eval tokens vs their "
                                         "common offset, and the predicted-class histogram (movprune/diagnose.py).",
@@ -253,7 +255,8 @@ def main(argv=None) -> int:
             else:
                 also = [p.strip() for p in args.also.split(",") if p.strip() and p.strip() != profile]
             return run_batch(profile=profile, tasks=args.tasks, seeds=args.seeds, results=args.results,
-                             work_dir=args.work_dir, only=args.only, jobs=args.jobs, also=also)
+                             work_dir=args.work_dir, only=args.only, jobs=args.jobs, also=also,
+                             dry_run=args.dry_run)
         elif args.command == "diagnose":
             from .diagnose import diagnose_folder, format_report
 

@@ -57,6 +57,24 @@ def test_smoke_batch_rerun_is_cached(smoke):
     assert time.time() - t0 < 60
 
 
+def test_dry_run_lists_the_missing_runs_and_their_cost_and_writes_nothing(smoke, tmp_path):
+    root, first, _ = smoke
+    assert first.returncode == 0
+    shutil.copytree(root / "results" / "smoke", tmp_path / "smoke")
+    runs = sorted((tmp_path / "smoke" / "runs").glob("*.json"))
+    gone = [r.stem for r in runs[:2]]
+    for r in runs[:2]:
+        r.unlink()
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    out = _batch("--profile", "smoke", "--results", str(tmp_path), "--work-dir", str(root / "work"), "--dry-run")
+    assert out.returncode == 0, out.stderr[-2000:]
+    listed = [line.strip() for line in out.stdout.splitlines() if line.startswith("  ")]
+    assert sorted(listed) == sorted(gone)
+    assert f"{len(runs)} runs, {len(runs) - 2} stored, 2 to train" in out.stdout
+    assert "the 2 runs still missing" in out.stdout and "h on cpu" in out.stdout
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing trained or written
+
+
 def test_failing_notebook_does_not_stop_the_others(smoke, tmp_path):
     root, first, _ = smoke
     assert first.returncode == 0
