@@ -13,7 +13,7 @@ keeps only the last two) and stops the run; nothing lands in the results store. 
 checkpoint and prints the mean loss of 8 training batches (no dropout) with every weight kept, then with
 the lowest ``1 - v`` of each matrix dropped by movement's scores, by |W|, at random (seed 0), and by the
 scores with the largest |W| always kept; then with movement's and a random set of weights scaled by a
-factor instead of dropped.
+factor instead of dropped; and how concentrated movement's cut is on single rows or columns.
 """
 
 from __future__ import annotations
@@ -168,8 +168,17 @@ def analyze(checkpoint: Path, task: str, v: float = 0.93) -> dict:
         for f in (0.9, 0.75, 0.5, 0.0):
             out[f"{name}'s {1 - v:.0%} scaled by {f:g}"] = loss_with_masks(
                 model, batches, lambda w, s: torch.where(_keep_top(imp(w, s), v), 1.0, f))
+    # is the cut concentrated on a few output rows or input columns? (the largest share cut in one row /
+    # column of a matrix, averaged over the matrices; the cut takes 1 - v of each matrix overall)
+    rows, cols = [], []
+    for mod in _targets(model):
+        cut = (~_keep_top(mod.parametrizations.weight[0].scores.detach(), v)).float()
+        rows.append(cut.mean(1).max().item())
+        cols.append(cut.mean(0).max().item())
+    out["largest share of a row cut (mean over matrices)"] = sum(rows) / len(rows)
+    out["largest share of a column cut (mean over matrices)"] = sum(cols) / len(cols)
     for k, val in out.items():
-        print(f"{k:42s} {val:.3f}")
+        print(f"{k:52s} {val:.3f}")
     return out
 
 
