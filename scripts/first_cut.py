@@ -3,7 +3,7 @@ the model at the end of the warm-up, against dropping the same share by |W| or a
 (docs/findings.md, "The first cut").
 
     # 1. the model at the last warm-up step (step 1,000 of the medium recipe): scores trained, nothing pruned
-    python scripts/first_cut.py warmup --task sick --remaining 0.1     # ~10 min on one core (SICK)
+    python scripts/first_cut.py warmup --task sick --remaining 0.1     # ~14 min on one core (SICK)
     # 2. the cut, on 8 training batches
     python scripts/first_cut.py analyze checkpoints/first_cut/<run id>-step1000 --task sick
 
