@@ -1,6 +1,6 @@
 """Movement pruning's first cut: what dropping a few percent of each matrix by movement's scores does to
 the model at the end of the warm-up, against dropping the same share by |W| or at random
-(docs/findings.md, "The first cut").
+(docs/findings.md, "Movement's first cut").
 
     # 1. the model at the last warm-up step (step 1,000 of the medium recipe): scores trained, nothing pruned
     python scripts/first_cut.py warmup --task sick --remaining 0.1     # ~14 min on one core (SICK)
