@@ -21,7 +21,7 @@ This module only re-exports; the code lives in four modules, each importing only
 figures import reference.
 """
 
-from .claims import VERDICTS, claims_markdown, claims_summary, claims_table, layer0_ratio, verdict  # noqa: F401
+from .claims import VERDICTS, chance_level, claims_markdown, claims_summary, claims_table, layer0_ratio, verdict  # noqa: F401
 from .figures import (  # noqa: F401
     ADAPTIVE_METHODS, METHOD_STYLE, PRUNED_COLOR, layer_profile_runs, method_curve, per_matrix_grid,
     plot_layer_profile, plot_local_vs_global, plot_metric_vs_remaining, plot_per_layer, plot_remaining_histogram,

@@ -417,6 +417,26 @@ def test_a_claim_holds_only_with_three_seeds_a_side_and_a_gap_beyond_two_standar
     assert A.verdict(a, b) == expected
 
 
+def test_two_cells_at_chance_are_no_evidence_and_one_at_chance_is_marked(results):
+    # the fixture's chance level: control 55 + 5% of the dense - control gap (90 - 55) = 56.75
+    store = ResultStore(results / "runs")
+    store.put(_record("mag1", "magnitude", 55.5, 0.01))
+    store.put(_record("mvp1", "movement", 56.0, 0.01))
+    df = A.load_records(results)
+    assert A.chance_level(df, "sst2", "accuracy") == pytest.approx(56.75)
+    claims = A.claims_table(df, ["sst2"])
+    r = claims[(claims.claim == "movement > magnitude") & np.isclose(claims.remaining, 0.01)].iloc[0]
+    assert r.verdict == "both at chance" and r.a_at_chance and r.b_at_chance  # 56.0 vs 55.5: not "seen"
+    r = claims[(claims.claim == "movement > magnitude") & np.isclose(claims.remaining, 0.03)].iloc[0]
+    assert r.verdict == "seen" and not r.a_at_chance and not r.b_at_chance  # 78 vs 60: above 56.75
+    assert "1%: both at chance, 56.0 (n=1, at chance) vs 55.5 (n=1, at chance)" in A.claims_markdown(claims)
+    # one side at chance: the rule still compares, the side is marked
+    assert A.verdict(dict(mean=70.0, std=None, n=1), dict(mean=55.0, std=None, n=1), chance=56.75) == "seen"
+    # a task without a control run has no chance level: nothing is marked
+    assert A.chance_level(df, "sick", "accuracy") is None
+    assert not A.claims_table(df, ["sick"]).get("a_at_chance", pd.Series(dtype=bool)).any()
+
+
 def test_claims_table_compares_the_cells_of_the_tables(results):
     df = A.load_records(results)
     claims = A.claims_table(df, ["sst2"])
