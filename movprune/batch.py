@@ -38,7 +38,7 @@ from typing import Optional
 
 from .profiles import get_profile
 from .store import ResultStore
-from .train import final_model_dir, run
+from .train import bf16_native, emulated_bf16_message, final_model_dir, run
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -441,6 +441,15 @@ def committed_profiles(results="results", exclude=()) -> list:
             if name not in exclude and any((Path(results) / name / "runs").glob("*.json"))]
 
 
+def _emulated_bf16(profile: str, todo) -> Optional[str]:
+    """The one-line reason not to train ``todo`` here: bf16 runs on a machine without native bf16 (else None)."""
+    n = sum(bool(getattr(c, "bf16", False)) for c in todo)
+    if not n or bf16_native():
+        return None
+    return (emulated_bf16_message(f"profile {profile!r} ({n} of the {len(todo)} missing runs)")
+            + "; train it on a CPU with avx512_bf16 / AMX or a GPU, or pass --allow-emulated-bf16")
+
+
 def _dry_run(profile, task_list, seed_list, configs, store: ResultStore, work: Path) -> int:
     """What ``run_batch`` would train, without training (``--dry-run``)."""
     todo = [c for c in configs if store.get(c.run_id()) is None]
@@ -454,17 +463,23 @@ def _dry_run(profile, task_list, seed_list, configs, store: ResultStore, work: P
               + ", ".join(t.run_id() for t in teachers))
     for line in training_cost(store.root, todo):
         print(f"[batch] {line}")
+    slow = _emulated_bf16(profile, todo)
+    if slow:
+        print(f"[batch] warning: {slow}; the estimate above is for native bf16")
     return 0
 
 
 def run_batch(profile: str = "small", tasks=None, seeds=None, results="results", work_dir="checkpoints",
-              only=None, notebooks_dir: Path = NOTEBOOKS, jobs=None, also=(), dry_run: bool = False) -> int:
+              only=None, notebooks_dir: Path = NOTEBOOKS, jobs=None, also=(), dry_run: bool = False,
+              allow_emulated_bf16: bool = False) -> int:
     """The whole job; returns the process exit status (0 = everything succeeded).
 
     ``also``: further profiles whose notebooks are re-executed over their stored records after this
     one (nothing is trained for them), e.g. ``committed_profiles(results, exclude=[profile])``.
     ``dry_run``: print the runs that have no record (and the teachers that would be retrained) with
     an estimate of their training time from the stored runs; train, render and write nothing.
+    Raises ValueError, before any work, when runs to train ask for bf16 autocast on a machine that can only
+    emulate it (~15x slower per step, ``BF16_EMULATED_SLOWDOWN``), unless ``allow_emulated_bf16``.
     """
     prof = get_profile(profile)
     for name in also:
@@ -490,6 +505,10 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
     configs = prof.all_configs(task_list, seed_list)  # validates every config before any training
     if dry_run:
         return _dry_run(profile, task_list, seed_list, configs, store, work)
+    if only in (None, "sweeps") and not allow_emulated_bf16:
+        slow = _emulated_bf16(profile, [c for c in configs if store.get(c.run_id()) is None])
+        if slow:
+            raise ValueError(slow)
 
     meta_path = results_dir / "batch.json"
     old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

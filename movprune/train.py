@@ -64,6 +64,18 @@ def bf16_native() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+# a MiniLM-L6 training step in bf16 autocast over the same step in fp32, on a CPU without native bf16
+# (AMD EPYC, AVX2 only, one thread, batch 32, length 64; benchmarks/bench_step.py --bf16, docs/performance.md)
+BF16_EMULATED_SLOWDOWN = 14.7
+
+
+def emulated_bf16_message(what: str) -> str:
+    """One line: ``what`` asks for bf16 autocast, which this machine can only emulate, and what that costs."""
+    return (f"{what} trains in bf16 autocast, which this machine can only emulate (no CUDA GPU with bf16, no "
+            f"avx512_bf16 / AMX in /proc/cpuinfo): a training step measured {BF16_EMULATED_SLOWDOWN:g}x slower "
+            f"than in fp32 on such a CPU (docs/performance.md)")
+
+
 def constant_loss(labels, num_labels: int) -> float:
     """Cross-entropy (nats) of always predicting the label distribution of ``labels``: the training
     loss a collapsed classifier settles at."""
