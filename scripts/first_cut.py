@@ -4,6 +4,7 @@ the model at the end of the warm-up, against dropping the same share by |W| or a
 
     # 1. the model at the last warm-up step (step 1,000 of the medium recipe): scores trained, nothing pruned
     python scripts/first_cut.py warmup --task sick --remaining 0.1     # ~14 min on one core (SICK)
+    python scripts/first_cut.py warmup --task sick --fp32              # the same in fp32 (another run id)
     # 2. the cut, on 8 training batches
     python scripts/first_cut.py analyze checkpoints/first_cut/<run id>-step1000 --task sick
 
@@ -37,14 +38,17 @@ import torch  # noqa: E402
 WORK = ROOT / "checkpoints" / "first_cut"
 
 
-def medium_config(task: str, remaining: float, seed: int = 0):
-    """The medium profile's local movement configuration of ``task`` at ``remaining``, seed ``seed``."""
+def medium_config(task: str, remaining: float, seed: int = 0, fp32: bool = False):
+    """The medium profile's local movement configuration of ``task`` at ``remaining``, seed ``seed``
+    (``fp32``: with bf16 autocast off, the recipe otherwise unchanged)."""
+    import dataclasses
+
     from movprune.profiles import get_profile
 
     prof = get_profile("medium")
     for c in prof.all_configs(tasks=(task,), seeds=(seed,)):
         if (c.method, c.scope, c.distill) == ("movement", "local", False) and abs(c.remaining - remaining) < 1e-9:
-            return c
+            return dataclasses.replace(c, bf16=False) if fp32 else c
     raise ValueError(f"the medium profile has no local movement run of {task} at {remaining:g}")
 
 
@@ -54,12 +58,13 @@ def _train(config, store, work):
     _train_one(config, store, work, threads=1)
 
 
-def warmup(task: str, remaining: float, seed: int = 0, work: Path = WORK, poll_s: float = 10.0) -> Path:
+def warmup(task: str, remaining: float, seed: int = 0, work: Path = WORK, poll_s: float = 10.0,
+           fp32: bool = False) -> Path:
     """Train until the checkpoint at the last warm-up step exists, copy it to ``<work>/<run id>-step<N>``
     (with its ``run_config.json``), stop the run. Returns the copy."""
     from movprune.train import _safetensors_complete
 
-    config = medium_config(task, remaining, seed)
+    config = medium_config(task, remaining, seed, fp32)
     step = config.pruning_config().schedule.bounds(config.max_steps)[0]
     if step % config.save_steps:
         raise ValueError(f"the warm-up ends at step {step}, not a multiple of save_steps ({config.save_steps})")
@@ -189,6 +194,7 @@ def main(argv=None) -> int:
     w.add_argument("--task", required=True)
     w.add_argument("--remaining", type=float, default=0.1)
     w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--fp32", action="store_true", help="train in fp32 instead of the recipe's bf16 autocast")
     a = sub.add_parser("analyze", help="losses of the first cut at a warm-up checkpoint")
     a.add_argument("checkpoint", type=Path)
     a.add_argument("--task", required=True)
@@ -196,7 +202,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.cmd == "warmup":
-            warmup(args.task, args.remaining, args.seed)
+            warmup(args.task, args.remaining, args.seed, fp32=args.fp32)
         else:
             analyze(args.checkpoint, args.task, args.v)
     except (ValueError, OSError, RuntimeError) as e:
