@@ -75,6 +75,10 @@ def test_tiny_run_record_and_cache(tmp_path):
     curve = rec["loss_curve"]  # the logged training loss, to see when a run went wrong
     assert len(curve) >= 2 and [s for s, _ in curve] == sorted({s for s, _ in curve})
     assert curve[-1][0] <= cfg.max_steps and all(loss > 0 for _, loss in curve)
+    # the machine it trained on: training times compare only on like CPUs (bf16 native or emulated)
+    from movprune.train import bf16_native, cpu_model
+
+    assert rec["versions"]["cpu"] == cpu_model() and rec["versions"]["bf16_native"] == bf16_native()
     # the final model reloads with its masks and thresholds
     assert (tmp_path / "work" / cfg.run_id() / "final" / "movprune_model.safetensors").is_file()
     t0 = time.time()
