@@ -38,7 +38,7 @@ from typing import Optional
 
 from .profiles import get_profile
 from .store import ResultStore
-from .train import bf16_native, emulated_bf16_message, final_model_dir, run
+from .train import bf16_native, emulated_bf16_note, final_model_dir, run
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -442,12 +442,14 @@ def committed_profiles(results="results", exclude=()) -> list:
 
 
 def _emulated_bf16(profile: str, todo) -> Optional[str]:
-    """The one-line reason not to train ``todo`` here: bf16 runs on a machine without native bf16 (else None)."""
+    """One line when runs of ``todo`` ask for bf16 on a CPU without bf16 hardware (else None): they train
+    with :mod:`movprune.bf16`'s emulation."""
+    import torch
+
     n = sum(bool(getattr(c, "bf16", False)) for c in todo)
-    if not n or bf16_native():
+    if not n or torch.cuda.is_available() or bf16_native():
         return None
-    return (emulated_bf16_message(f"profile {profile!r} ({n} of the {len(todo)} missing runs)")
-            + "; train it on a CPU with avx512_bf16 / AMX or a GPU, or pass --allow-emulated-bf16")
+    return emulated_bf16_note(f"profile {profile!r} ({n} of the {len(todo)} missing runs)")
 
 
 def _dry_run(profile, task_list, seed_list, configs, store: ResultStore, work: Path) -> int:
@@ -463,23 +465,20 @@ def _dry_run(profile, task_list, seed_list, configs, store: ResultStore, work: P
               + ", ".join(t.run_id() for t in teachers))
     for line in training_cost(store.root, todo):
         print(f"[batch] {line}")
-    slow = _emulated_bf16(profile, todo)
-    if slow:
-        print(f"[batch] warning: {slow}; the estimate above is for native bf16")
+    note = _emulated_bf16(profile, todo)
+    if note:
+        print(f"[batch] note: {note}; the estimate above is from the stored runs' machines")
     return 0
 
 
 def run_batch(profile: str = "small", tasks=None, seeds=None, results="results", work_dir="checkpoints",
-              only=None, notebooks_dir: Path = NOTEBOOKS, jobs=None, also=(), dry_run: bool = False,
-              allow_emulated_bf16: bool = False) -> int:
+              only=None, notebooks_dir: Path = NOTEBOOKS, jobs=None, also=(), dry_run: bool = False) -> int:
     """The whole job; returns the process exit status (0 = everything succeeded).
 
     ``also``: further profiles whose notebooks are re-executed over their stored records after this
     one (nothing is trained for them), e.g. ``committed_profiles(results, exclude=[profile])``.
     ``dry_run``: print the runs that have no record (and the teachers that would be retrained) with
     an estimate of their training time from the stored runs; train, render and write nothing.
-    Raises ValueError, before any work, when runs to train ask for bf16 autocast on a machine that can only
-    emulate it (~15x slower per step, ``BF16_EMULATED_SLOWDOWN``), unless ``allow_emulated_bf16``.
     """
     prof = get_profile(profile)
     for name in also:
@@ -505,10 +504,10 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
     configs = prof.all_configs(task_list, seed_list)  # validates every config before any training
     if dry_run:
         return _dry_run(profile, task_list, seed_list, configs, store, work)
-    if only in (None, "sweeps") and not allow_emulated_bf16:
-        slow = _emulated_bf16(profile, [c for c in configs if store.get(c.run_id()) is None])
-        if slow:
-            raise ValueError(slow)
+    if only in (None, "sweeps"):
+        note = _emulated_bf16(profile, [c for c in configs if store.get(c.run_id()) is None])
+        if note:
+            print(f"[batch] note: {note}")
 
     meta_path = results_dir / "batch.json"
     old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

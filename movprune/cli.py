@@ -83,7 +83,8 @@ def _add_run_flags(p: argparse.ArgumentParser, sweep: bool) -> None:
     p.add_argument("--distill", action="store_true", help="distil from a dense fine-tuned teacher")
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bf16 autocast, fp32 master weights (default: on where the hardware runs bf16 natively: "
-                        "CUDA GPUs with bf16, CPUs with avx512_bf16 / AMX; --no-bf16 for fp32)")
+                        "CUDA GPUs with bf16, CPUs with avx512_bf16 / AMX; elsewhere emulated at about fp32 "
+                        "speed, movprune.bf16; --no-bf16 for fp32)")
     p.add_argument("--group-by-length", action="store_true",
                    help="batches of similar lengths (less padding) instead of uniform shuffling")
     lam = p.add_mutually_exclusive_group()
@@ -133,9 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run only the training sweeps (e.g. on a GPU box) or only the notebooks")
     p_batch.add_argument("--dry-run", action="store_true",
                          help="list the runs without a record and estimate their training time; train nothing")
-    p_batch.add_argument("--allow-emulated-bf16", action="store_true",
-                         help="train a bf16 profile (medium) even where bf16 is only emulated (a CPU without "
-                              "avx512_bf16 / AMX: ~15x slower per step than fp32, measured)")
     p_diag = sub.add_parser("diagnose", help="does a (pruned) model's representation still depend on the input?",
                             description="Per layer: spread of the hidden states across eval tokens vs their "
                                         "common offset, and the predicted-class histogram (movprune/diagnose.py).",
@@ -199,10 +197,12 @@ def _config_kwargs(args, overrides=None) -> dict:
         kwargs["bf16"] = bf16_native()
     else:
         kwargs["bf16"] = args.bf16
-        from .train import bf16_native, emulated_bf16_message
+        import torch
 
-        if args.bf16 and not bf16_native():  # asked for explicitly: a warning, not an error
-            print(f"movprune: warning: {emulated_bf16_message('--bf16')}", file=sys.stderr)
+        from .train import bf16_native, emulated_bf16_note
+
+        if args.bf16 and not torch.cuda.is_available() and not bf16_native():
+            print(f"movprune: note: {emulated_bf16_note('--bf16')}", file=sys.stderr)
     if args.constant_lambda is not None:
         kwargs["constant_lambda"] = args.constant_lambda
     if getattr(args, "save_steps", None) is not None:
@@ -263,7 +263,7 @@ def main(argv=None) -> int:
                 also = [p.strip() for p in args.also.split(",") if p.strip() and p.strip() != profile]
             return run_batch(profile=profile, tasks=args.tasks, seeds=args.seeds, results=args.results,
                              work_dir=args.work_dir, only=args.only, jobs=args.jobs, also=also,
-                             dry_run=args.dry_run, allow_emulated_bf16=args.allow_emulated_bf16)
+                             dry_run=args.dry_run)
         elif args.command == "diagnose":
             from .diagnose import diagnose_folder, format_report
 

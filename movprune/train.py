@@ -64,16 +64,26 @@ def bf16_native() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-# a MiniLM-L6 training step in bf16 autocast over the same step in fp32, on a CPU without native bf16
-# (AMD EPYC, AVX2 only, one thread, batch 32, length 64; benchmarks/bench_step.py --bf16, docs/performance.md)
-BF16_EMULATED_SLOWDOWN = 14.7
+def emulated_bf16_note(what: str) -> str:
+    """One line: ``what`` trains in bf16 autocast on a CPU without bf16 hardware, and how that is done."""
+    return (f"{what} trains in bf16 autocast and this CPU has no bf16 hardware (no avx512_bf16 / AMX in "
+            f"/proc/cpuinfo): its matrix products run as fp32 kernels on bf16-rounded operands, at about fp32 "
+            f"speed (movprune.bf16; PyTorch's own bf16 kernels were 14.7x slower here); the record says so in "
+            f"versions.bf16_kernel")
 
 
-def emulated_bf16_message(what: str) -> str:
-    """One line: ``what`` asks for bf16 autocast, which this machine can only emulate, and what that costs."""
-    return (f"{what} trains in bf16 autocast, which this machine can only emulate (no CUDA GPU with bf16, no "
-            f"avx512_bf16 / AMX in /proc/cpuinfo): a training step measured {BF16_EMULATED_SLOWDOWN:g}x slower "
-            f"than in fp32 on such a CPU (docs/performance.md)")
+def bf16_kernel(bf16: bool) -> Optional[str]:
+    """How a run with ``bf16`` autocast computes its matrix products here: None (fp32 run),
+    ``bf16.NATIVE`` (a GPU, or a CPU with avx512_bf16 / AMX) or ``bf16.EMULATED`` (a CPU without: fp32
+    kernels on bf16-rounded operands, as fast as fp32, where PyTorch's own bf16 kernels were 14.7x
+    slower; :mod:`movprune.bf16`)."""
+    from . import bf16 as bf16_mod
+
+    if not bf16:
+        return None
+    if torch.cuda.is_available() or bf16_native():
+        return bf16_mod.NATIVE
+    return bf16_mod.EMULATED
 
 
 def constant_loss(labels, num_labels: int) -> float:
@@ -249,12 +259,16 @@ def _trainer_classes():
     """Imported lazily: transformers' Trainer is slow to import."""
     from transformers import Trainer, TrainerCallback
 
+    from . import bf16 as bf16_mod
+
     class PruningTrainer(Trainer):
         """Trainer + regularization + optional distillation; evaluation in dataset order."""
 
         def __init__(self, *args, pruner=None, teacher=None, run_config=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.pruner, self.teacher, self.run_config = pruner, teacher, run_config
+            # bf16 asked for on a CPU without bf16 hardware: fp32 kernels on bf16-rounded operands
+            self._emulate_bf16 = bf16_kernel(self.args.bf16) == bf16_mod.EMULATED
             if teacher is not None:
                 teacher.to(self.args.device)  # the student's device (the Trainer moved the student)
             # sums since the last log of the task's own loss and of the regularizer: the logged "loss" is
@@ -267,6 +281,14 @@ def _trainer_classes():
             if eval_dataset is None or self.args.world_size > 1:
                 return super()._get_eval_sampler(eval_dataset)
             return torch.utils.data.SequentialSampler(eval_dataset)
+
+        def compute_loss_context_manager(self):
+            # the Trainer enters this around every training and prediction forward (autocast comes from
+            # accelerate, inside model.forward): the emulation acts only where autocast is on
+            stack = super().compute_loss_context_manager()
+            if self._emulate_bf16:
+                stack.enter_context(bf16_mod.EmulatedBf16Matmuls())
+            return stack
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(**inputs)
@@ -533,14 +555,15 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def _versions() -> dict:
+def _versions(bf16: bool) -> dict:
     """Software and machine a record was trained with: training times compare only on like machines
-    (bf16 autocast is ~2.2x faster than fp32 on a CPU with avx512_bf16 and ~15x slower on one without)."""
+    (bf16 autocast is ~2.2x faster than fp32 on a CPU with avx512_bf16; on one without, it runs emulated at
+    about fp32 speed, :mod:`movprune.bf16`)."""
     import transformers
 
     return {"torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version(), "machine": f"{platform.machine()} {os.cpu_count()} cpu",
-            "cpu": cpu_model(), "bf16_native": bf16_native()}
+            "cpu": cpu_model(), "bf16_native": bf16_native(), "bf16_kernel": bf16_kernel(bf16)}
 
 
 def _analysis_matrix(targets: dict) -> str:
@@ -766,7 +789,7 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         "resumed_from": resume,
         "train_time_before_resume_s": None if before is None else round(before, 1),
         "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu x{torch.get_num_threads()}",
-        "versions": _versions(),
+        "versions": _versions(config.bf16),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     store.put(record)

@@ -1,0 +1,99 @@
+"""bf16 autocast emulated with fp32 kernels (movprune.bf16) against PyTorch's own bf16 kernels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from movprune.bf16 import EMULATED, NATIVE, EmulatedBf16Matmuls
+
+BF16 = torch.bfloat16
+
+
+def _rel(a, b) -> float:
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def _three_ways(f):
+    """f() in fp32, under bf16 autocast (PyTorch's kernels) and under autocast + the emulation."""
+    fp32 = f()
+    with torch.autocast("cpu", dtype=BF16):
+        real = f()
+    with EmulatedBf16Matmuls(), torch.autocast("cpu", dtype=BF16):
+        emulated = f()
+    return fp32, real, emulated
+
+
+def test_linear_matches_the_bf16_kernel_forward_and_backward():
+    """Operands rounded to bf16, products exact in fp32, fp32 accumulation, result rounded to bf16: the
+    same arithmetic as the bf16 kernel up to the order of additions, so nearly every output is
+    bit-identical, while fp32 differs from both by bf16's rounding (~3e-3)."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(64, 96, generator=g)
+    w0 = torch.randn(128, 96, generator=g) * 0.1
+    b0 = torch.randn(128, generator=g) * 0.1
+    grads = {}
+
+    def f():
+        x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+        out = F.linear(x, w, b)
+        (out.float() ** 2).sum().backward()
+        grads.setdefault("all", []).append((x.grad, w.grad, b.grad))
+        return out.detach()
+
+    fp32, real, emulated = _three_ways(f)
+    assert real.dtype == emulated.dtype == BF16 and fp32.dtype == torch.float32
+    assert _rel(emulated, real) < 1e-4 and (emulated == real).float().mean() > 0.99
+    assert _rel(fp32, real) > 1e-3  # the comparison can tell fp32 from bf16
+    (_, _, _), (gx_r, gw_r, gb_r), (gx_e, gw_e, gb_e) = grads["all"]
+    for e, r in ((gx_e, gx_r), (gw_e, gw_r), (gb_e, gb_r)):
+        assert e.dtype == r.dtype == torch.float32 and _rel(e, r) < 1e-3
+
+
+def test_batched_products_are_emulated_and_nothing_changes_outside_bf16_autocast():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(3, 16, 40, generator=g), torch.randn(3, 40, 24, generator=g)
+    for f in (lambda: torch.matmul(a, b), lambda: a @ b, lambda: torch.bmm(a, b),
+              lambda: torch.baddbmm(torch.zeros(3, 16, 24), a, b)):
+        fp32, real, emulated = _three_ways(f)
+        assert emulated.dtype == BF16 and _rel(emulated, real) < 1e-4 < _rel(fp32, real)
+    with EmulatedBf16Matmuls():  # no autocast: plain fp32
+        assert torch.equal(torch.matmul(a, b), a @ b) and torch.matmul(a, b).dtype == torch.float32
+    with EmulatedBf16Matmuls(), torch.autocast("cpu", dtype=BF16, enabled=False):
+        assert torch.matmul(a, b).dtype == torch.float32
+
+
+def test_tiny_bert_forward_follows_the_bf16_kernels(bert, batch):
+    """A whole (tiny) encoder: the emulated logits stay closer to the bf16 kernels' than fp32's are."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    fp32, real, emulated = _three_ways(lambda: bert(**inputs).logits.detach())
+    assert _rel(emulated, real) < 0.5 * _rel(fp32, real)
+
+
+def test_training_uses_the_emulation_only_where_bf16_has_no_hardware(tmp_path, monkeypatch):
+    """A bf16 run on a CPU without avx512_bf16 / AMX goes through the emulation and its record says so;
+    with bf16 hardware (or an fp32 run) the emulation is not entered."""
+    from movprune import bf16 as bf16_mod
+    from movprune import train
+    from movprune.train import RunConfig, run
+
+    seen = []
+    original = bf16_mod.EmulatedBf16Matmuls.__torch_function__
+
+    def spy(self, func, types, args=(), kwargs=None):
+        if func is F.linear and torch.is_autocast_enabled("cpu"):
+            seen.append(func)
+        return original(self, func, types, args, kwargs)
+
+    monkeypatch.setattr(bf16_mod.EmulatedBf16Matmuls, "__torch_function__", spy)
+    monkeypatch.setattr(train.torch.cuda, "is_available", lambda: False)
+    tiny = dict(task="sst2", model="tiny", method="magnitude", remaining=0.5, max_train_examples=32,
+                max_eval_examples=16, max_steps=2, batch_size=16, max_length=16, save_steps=2)
+    for native, bf16, kernel in ((False, True, EMULATED), (True, True, NATIVE), (False, False, None)):
+        monkeypatch.setattr(train, "bf16_native", lambda native=native: native)
+        seen.clear()
+        cfg = RunConfig(bf16=bf16, seed=int(native) + 2 * int(bf16), **tiny)
+        rec = run(cfg, store=tmp_path / "runs", work_dir=tmp_path / "work", progress=False)
+        assert rec["versions"]["bf16_kernel"] == kernel
+        assert bool(seen) == (kernel == EMULATED)
+        assert 0.0 <= rec["metrics"]["accuracy"] <= 100.0
