@@ -8,6 +8,7 @@ global top-k selection alone (over all encoder scores).
 
     .venv/bin/python benchmarks/bench_step.py --lengths 64 128 --repeats 5
     .venv/bin/python benchmarks/bench_step.py --lengths 64 --bf16   # + bf16-autocast twins of each variant
+    .venv/bin/python benchmarks/bench_step.py --lengths 64 --bf16-emulated   # + twins under movprune.bf16
 
 The last line of output is one JSON object (step_overhead_64, step_overhead_128,
 global_step_overhead_64, global_topk_ms, global_topk_share, torch, threads, ...).
@@ -16,6 +17,7 @@ global_step_overhead_64, global_topk_ms, global_topk_share, torch, threads, ...)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -27,6 +29,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 import movprune  # noqa: E402
+import movprune.bf16  # noqa: E402
+import movprune.train  # noqa: E402
 
 TOTAL_STEPS = 100
 MID_STEP = 45  # mid-ramp: v = 1 - (1 - v_final) * 0.875, so masks are live and recomputed
@@ -61,8 +65,8 @@ def selectors(pruner):
 
 
 class Runner:
-    def __init__(self, name, base, optim, bf16=False):
-        self.name, self.bf16 = name, bf16
+    def __init__(self, name, base, optim, bf16=False, emulate=False):
+        self.name, self.bf16, self.emulate = name, bf16 or emulate, emulate
         self.model = copy.deepcopy(base)
         self.pruner = None
         if VARIANTS[name] is not None:
@@ -92,7 +96,8 @@ class Runner:
         for sel in self.selectors:  # what the first forward access would do anyway
             sel.refresh()
         t1 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):  # what --bf16 training does
+        emulation = movprune.bf16.EmulatedBf16Matmuls() if self.emulate else contextlib.nullcontext()
+        with emulation, torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):  # what --bf16 training does
             loss = self.model(**batch).loss
             if self.pruner is not None:
                 loss = loss + self.pruner.regularization()
@@ -140,6 +145,9 @@ def main():
                     help="AdamW implementation (default: movprune.train.make_adamw, fused where torch has it)")
     ap.add_argument("--bf16", action="store_true",
                     help="also time each variant under bf16 autocast (fp32 master weights), interleaved")
+    ap.add_argument("--bf16-emulated", action="store_true",
+                    help="also time each variant under bf16 autocast computed by movprune.bf16 (fp32 kernels on "
+                         "bf16-rounded operands: what training does on a CPU without avx512_bf16 / AMX)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -149,11 +157,13 @@ def main():
     runners = {n: Runner(n, base, args.optim) for n in names}
     if args.bf16:
         runners.update({f"{n}_bf16": Runner(n, base, args.optim, bf16=True) for n in names})
+    if args.bf16_emulated:
+        runners.update({f"{n}_bf16emu": Runner(n, base, args.optim, emulate=True) for n in names})
     del base
     g = torch.Generator().manual_seed(0)
     results = {}
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch_size}, "
-          f"optim {args.optim}, repeats {args.repeats}")
+          f"optim {args.optim}, repeats {args.repeats}, bf16 hardware: {movprune.train.bf16_native()}")
     for length in args.lengths:
         batch = {
             "input_ids": torch.randint(1000, 30000, (args.batch_size, length), generator=g),
@@ -197,6 +207,10 @@ def main():
             for n in names:
                 out[f"bf16_speedup_{n}_{length}"] = round(
                     results[(n, length)]["step"] / results[(f"{n}_bf16", length)]["step"], 4)
+        if args.bf16_emulated:
+            for n in names:
+                out[f"bf16_emulated_speedup_{n}_{length}"] = round(
+                    results[(n, length)]["step"] / results[(f"{n}_bf16emu", length)]["step"], 4)
     out["torch"] = torch.__version__
     out["threads"] = torch.get_num_threads()
     print(json.dumps(out))
