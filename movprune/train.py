@@ -68,8 +68,8 @@ def emulated_bf16_note(what: str) -> str:
     """One line: ``what`` trains in bf16 autocast on a CPU without bf16 hardware, and how that is done."""
     return (f"{what} trains in bf16 autocast and this CPU has no bf16 hardware (no avx512_bf16 / AMX in "
             f"/proc/cpuinfo): its matrix products run as fp32 kernels on bf16-rounded operands, at about fp32 "
-            f"speed (movprune.bf16; PyTorch's own bf16 kernels measured 14.7x slower on an AVX2-only CPU); the record "
-            f"says so in versions.bf16_kernel")
+            f"speed (movprune.bf16; PyTorch's own bf16 kernels measured 14.7x slower on an AVX2-only CPU); "
+            f"the record says so in versions.bf16_kernel")
 
 
 def bf16_kernel(bf16: bool) -> Optional[str]:
