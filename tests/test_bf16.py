@@ -97,3 +97,39 @@ def test_training_uses_the_emulation_only_where_bf16_has_no_hardware(tmp_path, m
         assert rec["versions"]["bf16_kernel"] == kernel
         assert bool(seen) == (kernel == EMULATED)
         assert 0.0 <= rec["metrics"]["accuracy"] <= 100.0
+
+
+def test_bf16_curves_script_compares_emulated_runs_with_kernel_runs(tmp_path, capsys):
+    """scripts/bf16_curves.py: the pre-pruning loss curves of one task and seed, by pair kind; without an
+    emulated run it says so in one line and exits 2."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bf16_curves.py"
+    spec = importlib.util.spec_from_file_location("bf16_curves", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+
+    def put(rid, method, curve, kernel=None, **extra):
+        rec = {"run_id": rid, "record_version": 1, "task": "sick", "seed": 0, "bf16": True, "distill": False,
+               "method": method, "pruning_starts_at": 100, "steps": 300, "loss_curve": curve, "metrics": {},
+               "versions": {"bf16_kernel": kernel} if kernel else {}, **extra}
+        (runs / f"{rid}.json").write_text(json.dumps(rec))
+
+    base = [[10, 1.0], [50, 0.5], [90, 0.3], [150, 0.9]]
+    put("sick-minilm-magnitude_v0.1_local-s0-a", "magnitude", base)
+    put("sick-minilm-magnitude_v0.03_local-s0-b", "magnitude", base)  # identical curve: counted once
+    put("sick-minilm-l0_lambda100-s0-c", "l0", [[10, 2.0]])  # L0: stochastic from step 0, not comparable
+    assert mod.main(["--results", str(tmp_path)]) == 2
+    assert "need an emulated" in capsys.readouterr().err
+    put("sick-minilm-movement_v0.1_local-s0-d", "movement", [[10, 1.0], [50, 0.502], [90, 0.3], [150, 2.0]],
+        kernel=EMULATED)
+    assert mod.main(["--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "3 runs, 2 distinct loss curves" in out
+    row = next(line for line in out.splitlines() if line.startswith("emulated vs kernels"))
+    # steps 10, 50, 90 (150 is after pruning starts): mean |d| 0.002 / 3, max 0.002, first at step 50
+    assert row.split()[-4:] == ["3", "0.0007", "0.0020", "50"]
