@@ -341,7 +341,8 @@ def training_cost(runs_dir: Path, missing=()) -> list:
             timed = [per_kind.get((device, c.task, bool(getattr(c, "distill", False)))) or per_task[(device, c.task)]
                      for c in missing if per_task.get((device, c.task))]
             est = sum(sum(t) / len(t) for t in timed)
-            lines.append(f"the {len(missing)} runs still missing, at the mean time of this device's stored runs "
+            what = "the run still missing" if len(missing) == 1 else f"the {len(missing)} runs still missing"
+            lines.append(f"{what}, at the mean time of this device's stored runs "
                          f"of their task (distilled or not, like them): ~{est / 3600:.1f} h on {device}"
                          + (f" ({len(missing) - len(timed)} of them on tasks with no stored run, not counted)"
                             if len(timed) < len(missing) else ""))

@@ -203,6 +203,8 @@ def test_training_cost_sums_the_records_and_estimates_the_missing_runs_per_task(
     assert lines[1].startswith("the 3 runs still missing") and "~1.5 h on cpu x1" in lines[1]
     assert "(1 of them on tasks with no stored run, not counted)" in lines[1]
     assert training_cost(tmp_path / "empty") == []
+    one = training_cost(tmp_path, missing[1:2])[1]
+    assert one.startswith("the run still missing, at the mean time") and "~0.5 h on cpu x1" in one
     # a distilled run (it also runs its teacher) is estimated from the task's distilled runs once one is stored
     store.put({"run_id": "kd", "task": "sick", "distill": True, "metrics": {"accuracy": 50.0}, "device": "cpu x1",
                "train_time_s": 5400.0})
