@@ -231,3 +231,14 @@ def test_with_global_can_name_the_tasks_that_get_global_runs():
     every = dataclasses.replace(prof, with_global=True)
     assert {c.task for c in every.configs()["global"]} == {"sst2", "sick"}
     assert "global" not in dataclasses.replace(prof, with_global=False).configs()
+
+
+def test_the_qa_control_is_never_stopped_by_the_collapse_rule():
+    """A zeroed encoder still hands each token's embedding to a QA head (token-level priors to learn);
+    a classifier's [CLS] output no longer depends on the input, so only there the rule may end it."""
+    prof = get_profile("medium")
+    controls = {c.task: c for c in prof.configs(tasks=["sst2", "sick", "squad"])["control"]}
+    assert controls["squad"].stop_on_collapse is False
+    assert controls["sst2"].stop_on_collapse and controls["sick"].stop_on_collapse
+    pruned = [c for c in prof.all_configs(["squad"]) if c.method != "zero_encoder"]
+    assert pruned and all(c.stop_on_collapse for c in pruned)
