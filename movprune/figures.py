@@ -598,10 +598,11 @@ def plot_layer_profile(df: pd.DataFrame, task: str, distill: bool = False, profi
             line.set_gid(r.run_id)
     ax = axes[0][0]
     ax.set_yscale("log")
-    from matplotlib.ticker import FuncFormatter, LogLocator
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 3.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}%"))
+    ax.yaxis.set_minor_formatter(NullFormatter())  # a range under a decade would label minor ticks "6x10^1"
     ax.set_ylabel("kept weights in the layer (log scale)")
     ax.set_title("kept fraction per layer", fontsize=10)
     ax = axes[0][1]

@@ -334,6 +334,10 @@ def test_layer_profile_picks_adaptive_runs_and_normalises_by_density(tmp_path):
     assert sorted(labels) == ["L0 regularization: 1 run, 20% kept", "Movement pruning (global): 1 run, 10% kept",
                               "Soft movement pruning: 1 run, 5.0% kept"]
     _check_saved(fig, tmp_path, "layer_profile")
+    # kept fractions of 2-8% span less than a decade: the log axis labels its major ticks only, in %
+    major = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert major and all(t.endswith("%") for t in major)
+    assert not any(t.get_text() for t in fig.axes[0].get_yticklabels(minor=True))
     store.put(_record("soft2", "soft_movement", 80.0, 0.004, lam=300.0, seed=1))
     df = A.load_records(tmp_path)
     labels = [t.get_text() for t in A.plot_layer_profile(df, "sst2").axes[1].get_legend().get_texts()]
