@@ -229,7 +229,7 @@ def _medium() -> Profile:
         # SICK only: soft movement (score lr 1e-2, the paper's) and L0 (score lr 1e-1), both with lambda
         # ramped on the pruning schedule; grids from a pilot at this budget (docs/findings.md)
         # SQuAD: the pilots (SICK's lambdas next to 3%) kept far more (seed 0: soft movement at 3,000
-        # 41%, L0 at 1,000 16%), so its grids go up: 10,000 / 30,000 and 3,000 / 10,000 are meant to
+        # 39.9%, L0 at 1,000 15.7%), so its grids go up: 10,000 / 30,000 and 3,000 / 10,000 are meant to
         # bracket 10% and 3% with the pilots (docs/findings.md)
         soft_lambdas={"sick": (1000.0, 3000.0, 10000.0), "squad": (3000.0, 10000.0, 30000.0)},
         l0_lambdas={"sick": (100.0, 300.0, 1000.0, 3000.0), "squad": (1000.0, 3000.0, 10000.0)},
