@@ -456,7 +456,7 @@ def _emulated_bf16(profile: str, todo) -> Optional[str]:
 def _dry_run(profile, task_list, seed_list, configs, store: ResultStore, work: Path) -> int:
     """What ``run_batch`` would train, without training (``--dry-run``)."""
     todo = [c for c in configs if store.get(c.run_id()) is None]
-    teachers = missing_teachers([c for c in configs if c.distill], work)
+    teachers = missing_teachers([c for c in todo if c.distill], work)  # as run_sweeps: only for missing runs
     print(f"[batch] profile {profile} ({', '.join(task_list)}; seeds {seed_list}): {len(configs)} runs, "
           f"{len(configs) - len(todo)} stored, {len(todo)} to train (dry run: nothing is trained or written)")
     for c in todo:

@@ -230,3 +230,21 @@ def test_a_resumed_run_counts_its_whole_training_time(tmp_path):
                "steps": 3400, "resumed_from": "x/checkpoint-2000"})
     assert training_cost(tmp_path) == ["cpu x1: 2 runs, 1.4 h of training (1 resumed run timed only after the "
                                        "resume, extrapolated to all their steps)"]  # 1,800 + 3,400 s
+
+
+def test_dry_run_names_only_the_teachers_of_missing_distilled_runs(tmp_path, capsys):
+    """A teacher whose distilled runs are all stored is not retrained, so the dry run must not list it."""
+    from movprune.batch import _dry_run
+    from movprune.profiles import get_profile
+    from movprune.store import ResultStore
+
+    configs = get_profile("medium").all_configs(["sick", "squad"], [0])
+    store = ResultStore(tmp_path / "runs")
+    for c in configs:  # every run stored but SQuAD's distilled one
+        if not (c.distill and c.task == "squad"):
+            store.put({"run_id": c.run_id(), "task": c.task, "metrics": {}, "train_time_s": 1.0})
+    _dry_run("medium", ["sick", "squad"], [0], configs, store, tmp_path / "work")
+    out = capsys.readouterr().out
+    teacher_line = next(line for line in out.splitlines() if "retrained first" in line)
+    assert "1 distillation teacher(s)" in teacher_line and "squad-minilm-dense" in teacher_line
+    assert "sick-minilm-dense" not in teacher_line
