@@ -104,14 +104,34 @@ def default_jobs() -> int:
     return 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
 
 
+def sweep_phases(todo, work_dir) -> list:
+    """The order of a sweep over the missing configs ``todo``: three phases, each a function returning
+    ``[(config, force), ...]`` and called only once the phase before it has finished.
+
+    1. the undistilled runs, and beside them the teachers that are stored but whose model is not in
+       ``work_dir`` (retrained, forced: they depend on nothing, and on a GPU running several jobs
+       this saves a whole phase);
+    2. the teachers still missing a model (those trained in phase 1 as missing runs have one by now);
+    3. the distilled runs.
+    """
+    distilled = [c for c in todo if c.distill]
+    todo_ids = {c.run_id() for c in todo}
+    stored = [t for t in missing_teachers(distilled, work_dir) if t.run_id() not in todo_ids]
+    return [lambda: [(c, False) for c in todo if not c.distill] + [(t, True) for t in stored],
+            lambda: [(t, True) for t in missing_teachers(distilled, work_dir) if t.run_id() not in
+                     {s.run_id() for s in stored}],
+            lambda: [(c, False) for c in distilled]]
+
+
 def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print, jobs: int = 1) -> dict:
     """Train every missing config. Returns counts and the failures ``{run_id: message}``.
 
     With ``jobs > 1`` runs go to that many worker processes, each with ``cores // jobs`` threads.
-    Runs without distillation (the teachers among them) go first, then the distilled ones. A teacher
-    whose record is stored but whose model folder is not in ``work_dir`` (records travel, models do
-    not) is retrained once, before the distilled runs, so that parallel students never train it twice;
-    its record is rewritten by the run whose model teaches them.
+    Runs without distillation (the teachers among them) go first, then the distilled ones
+    (:func:`sweep_phases`). A teacher whose record is stored but whose model folder is not in
+    ``work_dir`` (records travel, models do not) is retrained once, beside the undistilled runs, so
+    that parallel students never train it twice; its record is rewritten by the run whose model
+    teaches them.
     """
     from tqdm.auto import tqdm
 
@@ -135,11 +155,7 @@ def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print, jobs: int
             counts[status] += 1
             log(f"{status} {run_id}: {message}")
 
-    distilled = [c for c in todo if c.distill]
-    # the phases, each a function so that the teachers are looked for once the dense runs are trained
-    phases = [lambda: [(c, False) for c in todo if not c.distill],
-              lambda: [(t, True) for t in missing_teachers(distilled, work_dir)],
-              lambda: [(c, False) for c in distilled]]
+    phases = sweep_phases(todo, work_dir)
 
     def items(phase):
         out = phase()

@@ -72,6 +72,25 @@ def test_stored_teacher_without_its_model_is_retrained_once_before_the_students(
     assert calls == [(c.run_id(), False) for c in students]
 
 
+def test_stored_teacher_is_retrained_in_the_first_phase_beside_the_undistilled_runs(tmp_path):
+    """Parallel sweeps (a GPU running several jobs) retrain a stored teacher beside the undistilled runs
+    rather than alone in a phase of its own; a dense run that is itself missing is trained once, as a
+    run, and never forced."""
+    import movprune.batch as batch
+
+    dense = RunConfig(task="sst2", method="dense", **TINY)
+    student = RunConfig(task="sst2", method="movement", remaining=0.1, distill=True, **TINY)
+    plain = RunConfig(task="sst2", method="magnitude", remaining=0.1, **TINY)
+    first, second, third = batch.sweep_phases([plain, student], tmp_path / "work")
+    assert [(c.run_id(), f) for c, f in first()] == [(plain.run_id(), False), (dense.run_id(), True)]
+    assert second() == []  # not retrained twice, even before its model has landed
+    assert [c.run_id() for c, _ in third()] == [student.run_id()]
+    # the dense run missing too: trained in phase 1 as a run, not forced
+    first, second, _ = batch.sweep_phases([dense, plain, student], tmp_path / "work")
+    assert [(c.run_id(), f) for c, f in first()] == [(dense.run_id(), False), (plain.run_id(), False)]
+    assert [(c.run_id(), f) for c, f in second()] == [(dense.run_id(), True)]  # its model did not land
+
+
 @pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/data")
 def test_corrupted_record_is_ignored_with_a_warning_and_rerun(tmp_path, capsys, monkeypatch):
     from movprune.train import run
