@@ -7,6 +7,7 @@ dense run first (the distillation teacher), then the profile's order.
 
     GPU_TASKS=squad python scripts/gpu_medium.py        # GPU_MEDIUM_JOBS=6 by default
     GPU_MEDIUM_TEST=1 python scripts/gpu_medium.py      # a seconds-long dry run on any machine
+    GPU_MEDIUM_ONLY=squad-,sick-minilm-soft python scripts/gpu_medium.py   # only runs whose id starts so
 
 With SQuAD among the tasks it also trains, beside the sweep, the dense SQuAD run with 384-token windows
 (results/squad_windows/runs): the measurement behind the profile's choice of 192-token windows.
@@ -58,6 +59,9 @@ def main():
         return
     store = ResultStore(root / "results/medium/runs")
     configs = wanted_configs(tasks, store, test)
+    only = [p for p in os.environ.get("GPU_MEDIUM_ONLY", "").split(",") if p]
+    if only:  # runs trained elsewhere meanwhile (on the CPU, say) are left out
+        configs = [c for c in configs if any(c.run_id().startswith(p) for p in only)]
     jobs = max(1, min(int(os.environ.get("GPU_MEDIUM_JOBS", "6")), len(configs)))
     check = None
     if "squad" in tasks and ResultStore(root / WINDOW_STORE).get(window_check_config(test).run_id()) is None:

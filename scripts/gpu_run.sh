@@ -7,7 +7,7 @@
 #      or, with GPU_JOB=medium, scripts/gpu_medium.py: the `medium` profile's missing runs of GPU_TASKS
 #      (default squad,sick), 6 at a time.
 # Everything worth keeping is copied to $OUT (records, logs), also when the runs are cut short.
-# Usage: [SKIP_BENCH=1] [GPU_SST2_ONLY=dense,l0] [GPU_JOB=medium GPU_TASKS=squad] bash scripts/gpu_run.sh [SECONDS (540)]
+# Usage: [SKIP_BENCH=1] [GPU_SST2_ONLY=dense,l0] [GPU_JOB=medium GPU_TASKS=squad GPU_MEDIUM_ONLY=squad-] bash scripts/gpu_run.sh [SECONDS (540)]
 set -u
 start=$(date +%s)
 touch /tmp/gpu_run_started
