@@ -62,7 +62,8 @@ def main():
     only = [p for p in os.environ.get("GPU_MEDIUM_ONLY", "").split(",") if p]
     if only:  # runs trained elsewhere meanwhile (on the CPU, say) are left out
         configs = [c for c in configs if any(c.run_id().startswith(p) for p in only)]
-    jobs = max(1, min(int(os.environ.get("GPU_MEDIUM_JOBS", "6")), len(configs)))
+    # not capped by len(configs): retrained teachers share the first phase (movprune.batch.sweep_phases)
+    jobs = max(1, int(os.environ.get("GPU_MEDIUM_JOBS", "6")))
     check = None
     if "squad" in tasks and ResultStore(root / WINDOW_STORE).get(window_check_config(test).run_id()) is None:
         check = subprocess.Popen([sys.executable, __file__, "--window-check"])  # beside the sweep
