@@ -356,6 +356,8 @@ def training_cost(runs_dir: Path, missing=()) -> list:
         for device in sorted(per_device):
             timed = [per_kind.get((device, c.task, bool(getattr(c, "distill", False)))) or per_task[(device, c.task)]
                      for c in missing if per_task.get((device, c.task))]
+            if not timed:  # no stored run of these tasks on this device: nothing to estimate from
+                continue
             est = sum(sum(t) / len(t) for t in timed)
             what = "the run still missing" if len(missing) == 1 else f"the {len(missing)} runs still missing"
             lines.append(f"{what}, at the mean time of this device's stored runs "
@@ -472,13 +474,16 @@ def _emulated_bf16(profile: str, todo) -> Optional[str]:
 def _dry_run(profile, task_list, seed_list, configs, store: ResultStore, work: Path) -> int:
     """What ``run_batch`` would train, without training (``--dry-run``)."""
     todo = [c for c in configs if store.get(c.run_id()) is None]
-    teachers = missing_teachers([c for c in todo if c.distill], work)  # as run_sweeps: only for missing runs
+    todo_ids = {c.run_id() for c in todo}
+    # as run_sweeps: only for missing runs, and a teacher that is itself missing is trained as a run
+    teachers = [t for t in missing_teachers([c for c in todo if c.distill], work) if t.run_id() not in todo_ids]
     print(f"[batch] profile {profile} ({', '.join(task_list)}; seeds {seed_list}): {len(configs)} runs, "
           f"{len(configs) - len(todo)} stored, {len(todo)} to train (dry run: nothing is trained or written)")
     for c in todo:
         print(f"  {c.run_id()}")
     if teachers and any(c.distill for c in todo):
-        print(f"[batch] {len(teachers)} distillation teacher(s) without a model in {work}, retrained first: "
+        print(f"[batch] {len(teachers)} stored distillation teacher(s) without a model in {work}, retrained "
+              "beside the undistilled runs: "
               + ", ".join(t.run_id() for t in teachers))
     for line in training_cost(store.root, todo):
         print(f"[batch] {line}")

@@ -210,6 +210,11 @@ def test_training_cost_sums_the_records_and_estimates_the_missing_runs_per_task(
                "train_time_s": 5400.0})
     missing = [SimpleNamespace(task="sick", distill=True), SimpleNamespace(task="sick", distill=False)]
     assert "~2.0 h on cpu x1" in training_cost(tmp_path, missing)[1]  # 5,400 s + 1,800 s
+    # a device with no stored run of the missing runs' tasks gives no estimate (not "~0.0 h")
+    store.put({"run_id": "g", "task": "sst2", "metrics": {"accuracy": 50.0}, "device": "cuda:X", "train_time_s": 60.0})
+    lines = training_cost(tmp_path, missing)
+    assert lines[0].startswith("cpu x1") and lines[1].startswith("cuda:X: 1 run")
+    assert [line for line in lines if "still missing" in line and "cuda:X" in line] == []
 
 
 def test_a_resumed_run_counts_its_whole_training_time(tmp_path):
@@ -245,6 +250,12 @@ def test_dry_run_names_only_the_teachers_of_missing_distilled_runs(tmp_path, cap
             store.put({"run_id": c.run_id(), "task": c.task, "metrics": {}, "train_time_s": 1.0})
     _dry_run("medium", ["sick", "squad"], [0], configs, store, tmp_path / "work")
     out = capsys.readouterr().out
-    teacher_line = next(line for line in out.splitlines() if "retrained first" in line)
-    assert "1 distillation teacher(s)" in teacher_line and "squad-minilm-dense" in teacher_line
+    teacher_line = next(line for line in out.splitlines() if "retrained beside" in line)
+    assert "1 stored distillation teacher(s)" in teacher_line and "squad-minilm-dense" in teacher_line
     assert "sick-minilm-dense" not in teacher_line
+    # a teacher that is itself missing is listed once, as a run to train, not also as "retrained"
+    dense = next(c for c in configs if c.task == "squad" and c.method == "dense")
+    store.path(dense.run_id()).unlink()
+    _dry_run("medium", ["sick", "squad"], [0], configs, store, tmp_path / "work")
+    out = capsys.readouterr().out
+    assert f"  {dense.run_id()}" in out.splitlines() and "retrained" not in out
