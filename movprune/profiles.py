@@ -243,7 +243,8 @@ def _medium() -> Profile:
         l0_constant_lambda=False,
         seed_cells=(("sst2", "movement", 0.1), ("sst2", "movement", 0.03),
                     ("sick", "movement", 0.03), ("sick", "magnitude", 0.03),
-                    ("sick", "soft_movement", (3000.0, 10000.0)),  # the runs bracketing soft movement's 3%
+                    # the runs bracketing soft movement's 3% (3,000-5,000) and 1% (5,000-10,000)
+                    ("sick", "soft_movement", (3000.0, 5000.0, 10000.0)),
                     ("squad", "movement", 0.03), ("squad", "magnitude", 0.03)),
         distill_cells=(("sick", "movement", 0.1), ("sick", "movement", 0.03), ("squad", "movement", 0.03),
                        # distilled soft movement keeps more at the same lambda (10,000: 5.15% vs 0.53%
