@@ -74,8 +74,8 @@ def test_stored_teacher_without_its_model_is_retrained_once_before_the_students(
 
 def test_stored_teacher_is_retrained_in_the_first_phase_beside_the_undistilled_runs(tmp_path):
     """Parallel sweeps (a GPU running several jobs) retrain a stored teacher beside the undistilled runs
-    rather than alone in a phase of its own; a dense run that is itself missing is trained once, as a
-    run, and never forced."""
+    rather than alone in a phase of its own; a dense run that is itself missing is trained in phase 1 as
+    a run, not forced, and forced in phase 2 only if its model did not land."""
     import movprune.batch as batch
 
     dense = RunConfig(task="sst2", method="dense", **TINY)
