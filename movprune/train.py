@@ -792,7 +792,10 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         "versions": _versions(config.bf16),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if teacher is not None:  # which model taught it, and that model's own score (a retrained teacher's, too)
+        record["teacher"] = teacher_provenance(config, store, work_dir)
     store.put(record)
+    _write_result_file(final_dir, record)
     if not keep_checkpoints:
         for ckpt in out_dir.glob("checkpoint-*"):
             shutil.rmtree(ckpt, ignore_errors=True)
@@ -820,6 +823,47 @@ def _save_analysis(store, run_id, model, targets, name, idx, pretrained) -> None
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, matrix=np.array(name), **{k: v.astype(np.float16) for k, v in arrays.items()})
     os.replace(tmp, path)
+
+
+RESULT_FILE = "movprune_result.json"  # beside a run's final model: the run id and score of *that* model
+_RESULT_KEYS = ("run_id", "main_metric", "score", "remaining", "device", "finished_at")
+
+
+def _write_result_file(final_dir: Path, record: dict) -> None:
+    """Write the run's id, score and finish time beside its final model (atomically).
+
+    A stored record and a model folder can part ways: a teacher retrained on another machine, or with the
+    record kept from an earlier run. The file travels with the model, so a distilled run names the score of
+    the teacher that actually taught it.
+    """
+    tmp = final_dir / (RESULT_FILE + ".tmp")
+    tmp.write_text(json.dumps({k: record.get(k) for k in _RESULT_KEYS}, indent=1))
+    os.replace(tmp, final_dir / RESULT_FILE)
+
+
+def teacher_provenance(config: RunConfig, store, work_dir) -> dict:
+    """The teacher of a distilled ``config``, for its record: run id, score, device, finish time.
+
+    Read from the result file beside the teacher's model (written by :func:`run`); from the store's
+    record when the folder has none (a model saved before that file existed, or ``teacher_dir`` given by
+    hand, which may hold any model: then only ``source`` is known). ``source`` says which.
+    """
+    store = ResultStore(store) if not isinstance(store, ResultStore) else store
+    if config.teacher_dir:
+        path, run_id = Path(config.teacher_dir), None
+    else:
+        tconf = config.teacher_config()
+        path, run_id = final_model_dir(tconf, work_dir), tconf.run_id()
+    info, source = {}, "unknown"
+    try:
+        info, source = json.loads((path / RESULT_FILE).read_text()), "model folder"
+    except (OSError, ValueError):
+        record = store.get(run_id) if run_id else None
+        if record is not None:
+            info, source = record, "store"
+    out = {k: info.get(k) for k in _RESULT_KEYS}
+    out["run_id"] = out["run_id"] or run_id
+    return {**out, "source": source}
 
 
 def load_teacher(config: RunConfig, store, work_dir, tokenizer, progress=True):

@@ -92,6 +92,34 @@ def test_soft_movement_and_distillation_on_sick(tmp_path):
     teacher = ResultStore(tmp_path / "runs").get(cfg.teacher_config().run_id())
     assert teacher is not None and teacher["method"] == "dense"
     assert rec["distill"] is True and 0.0 < rec["remaining"] <= 1.0
+    # the student names its teacher and that teacher's score, read beside the teacher's model
+    assert rec["teacher"]["run_id"] == teacher["run_id"] and rec["teacher"]["score"] == teacher["score"]
+    assert rec["teacher"]["source"] == "model folder" and rec["teacher"]["finished_at"] == teacher["finished_at"]
+
+
+def test_teacher_provenance_follows_the_model_not_the_store(tmp_path):
+    """A teacher retrained on another machine (or after its record was committed) has a model whose score is
+    not the stored one: the student's record must carry the model's, from the file beside it; the store's
+    record only when the folder has no such file; nothing invented for a hand-given teacher folder."""
+    from movprune.train import RESULT_FILE, final_model_dir, teacher_provenance
+
+    cfg = RunConfig(task="sst2", method="movement", remaining=0.1, distill=True, **TINY)
+    tconf = cfg.teacher_config()
+    store = ResultStore(tmp_path / "runs")
+    store.put({"run_id": tconf.run_id(), "metrics": {"accuracy": 70.7}, "main_metric": "accuracy", "score": 70.7,
+               "finished_at": "then"})
+    folder = final_model_dir(tconf, tmp_path / "work")
+    folder.mkdir(parents=True)
+    old = teacher_provenance(cfg, store, tmp_path / "work")
+    assert (old["score"], old["source"], old["run_id"]) == (70.7, "store", tconf.run_id())
+    (folder / RESULT_FILE).write_text(json.dumps({"run_id": tconf.run_id(), "main_metric": "accuracy",
+                                                  "score": 68.4, "finished_at": "now"}))
+    new = teacher_provenance(cfg, store, tmp_path / "work")
+    assert (new["score"], new["finished_at"], new["source"]) == (68.4, "now", "model folder")
+    own = RunConfig(task="sst2", method="movement", remaining=0.1, distill=True, teacher_dir=str(tmp_path / "mine"),
+                    **TINY)
+    mine = teacher_provenance(own, store, tmp_path / "work")
+    assert mine["source"] == "unknown" and mine["score"] is None and mine["run_id"] is None
 
 
 def test_zero_encoder_control(tmp_path):
