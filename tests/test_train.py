@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -245,6 +246,42 @@ def test_a_resumed_run_keeps_the_training_time_before_its_checkpoint(tmp_path):
     assert again["train_time_before_resume_s"] == round(times[-1], 1)
     assert again["train_time_s"] >= again["train_time_before_resume_s"]
     assert checkpoint_train_time(tmp_path) is None  # a folder without the file: unknown, not zero
+
+
+def test_a_distilled_run_resumed_where_pruning_starts_trains_like_an_unbroken_one(tmp_path, monkeypatch):
+    """Resuming a distilled movement run from the checkpoint at the first pruned step (teacher reloaded,
+    scores, optimizer, data order and random state restored) gives the same training loss, step for
+    step, as the run that was never stopped: a run that went wrong after a resume went wrong by itself."""
+    from transformers import TrainerCallback
+
+    import movprune.train as T
+
+    cfg = RunConfig(task="sick", method="movement", remaining=0.1, distill=True, sparsity_warmup_steps=10,
+                    sparsity_cooldown_steps=2, **{**TINY, "max_train_examples": 192, "max_steps": 20, "save_steps": 5})
+    teacher = cfg.teacher_config()
+    run(teacher, store=tmp_path / "teacher", work_dir=tmp_path / "a", progress=False)
+    shutil.copytree(tmp_path / "a" / teacher.run_id(), tmp_path / "b" / teacher.run_id())
+    unbroken = run(cfg, store=tmp_path / "unbroken", work_dir=tmp_path / "a", progress=False)
+
+    class StopAt10(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            control.should_training_stop = state.global_step >= 10
+
+    build = T._build
+
+    def build_and_stop_at_10(*args, **kwargs):  # the student only: its teacher is already trained
+        built = build(*args, **kwargs)
+        built["trainer"].add_callback(StopAt10())
+        return built
+
+    monkeypatch.setattr(T, "_build", build_and_stop_at_10)
+    run(cfg, store=tmp_path / "cut", work_dir=tmp_path / "b", keep_checkpoints=True, progress=False)
+    monkeypatch.setattr(T, "_build", build)
+    shutil.rmtree(tmp_path / "b" / cfg.run_id() / "final")
+    resumed = run(cfg, store=tmp_path / "resumed", work_dir=tmp_path / "b", progress=False)
+    assert resumed["resumed_from"].endswith("checkpoint-10")
+    assert resumed["loss_curve"] == unbroken["loss_curve"]
+    assert resumed["remaining"] == unbroken["remaining"] and resumed["metrics"] == unbroken["metrics"]
 
 
 def test_unwritable_store_fails_before_training(tmp_path):
