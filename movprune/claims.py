@@ -127,28 +127,35 @@ def claims_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[fl
                 chance = level if what == metric else None  # the layer claim is no score
                 low = {k: chance is not None and c.get("mean") is not None and c["mean"] <= chance
                        for k, c in (("a", a), ("b", b))}
+                # seeds at chance inside a cell whose mean is not: a collapsed seed drags a mean down
+                seeds_low = {k: sum(v <= chance for v in c.get("seed_values", ())) if chance is not None else 0
+                             for k, c in (("a", a), ("b", b))}
                 rows.append({"claim": claim, "task": task, "remaining": s, "measure": what,
                              "a": la, "a_mean": a.get("mean"), "a_std": a.get("std"), "a_n": a.get("n", 0),
                              "a_interp": bool(a.get("interpolated")), "a_at_chance": low["a"],
+                             "a_seeds_at_chance": seeds_low["a"],
                              "b": lb, "b_mean": b.get("mean"), "b_std": b.get("std"), "b_n": b.get("n", 0),
                              "b_interp": bool(b.get("interpolated")), "b_at_chance": low["b"],
+                             "b_seeds_at_chance": seeds_low["b"],
                              "difference": diff, "chance": chance, "verdict": verdict(a, b, chance=chance)})
     return pd.DataFrame(rows, columns=["claim", "task", "remaining", "measure", "a", "a_mean", "a_std", "a_n",
-                                       "a_interp", "a_at_chance", "b", "b_mean", "b_std", "b_n", "b_interp",
-                                       "b_at_chance", "difference", "chance", "verdict"])
+                                       "a_interp", "a_at_chance", "a_seeds_at_chance", "b", "b_mean", "b_std",
+                                       "b_n", "b_interp", "b_at_chance", "b_seeds_at_chance", "difference",
+                                       "chance", "verdict"])
 
 
-def _side(mean, std, n, interp, digits, at_chance=False) -> str:
+def _side(mean, std, n, interp, digits, at_chance=False, seeds_at_chance=0) -> str:
     if mean is None or pd.isna(mean):
         return "—"
+    low = ", at chance" if at_chance else (f", {seeds_at_chance} of {n} at chance" if seeds_at_chance else "")
     return (f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None and not pd.isna(std) else "")
-            + ("*" if interp else "") + f" (n={n}" + (", at chance" if at_chance else "") + ")")
+            + ("*" if interp else "") + f" (n={n}" + low + ")")
 
 
 def claims_summary(claims: pd.DataFrame, sep: str = "; ") -> pd.DataFrame:
     """``claims_table``'s rows pivoted: claims down, tasks across; a cell lists, per remaining weights, the
     verdict, then side a vs side b ("*" = interpolated between two runs, n = seeds, "at chance" = at the
-    task's :func:`chance_level`), joined by ``sep``."""
+    task's :func:`chance_level`, "k of n at chance" = k seeds at it though the mean is not), joined by ``sep``."""
     tasks = list(dict.fromkeys(claims.task))
     order = [c for c, _, _ in SCORE_CLAIMS] + [LAYER_CLAIM]
     present = set(claims.claim)
@@ -159,8 +166,10 @@ def claims_summary(claims: pd.DataFrame, sep: str = "; ") -> pd.DataFrame:
         parts = []
         for _, r in g.iterrows():
             digits = 2 if r.measure == "layer 0 / average" else 1
-            a = _side(r.a_mean, r.a_std, r.a_n, r.a_interp, digits, bool(r.get("a_at_chance", False)))
-            b = _side(r.b_mean, r.b_std, r.b_n, r.b_interp, digits, bool(r.get("b_at_chance", False)))
+            a = _side(r.a_mean, r.a_std, r.a_n, r.a_interp, digits, bool(r.get("a_at_chance", False)),
+                      int(r.get("a_seeds_at_chance", 0) or 0))
+            b = _side(r.b_mean, r.b_std, r.b_n, r.b_interp, digits, bool(r.get("b_at_chance", False)),
+                      int(r.get("b_seeds_at_chance", 0) or 0))
             parts.append(f"{pct_label(r.remaining)}: {r.verdict}, {a} vs {b}")
         out.loc[claim, task_label(task)] = sep.join(parts)
     return out

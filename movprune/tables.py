@@ -54,17 +54,21 @@ def table_metrics(task: str, df: Optional[pd.DataFrame] = None) -> list[str]:
 
 def cell_value(df: pd.DataFrame, task: str, method: str, remaining: float, distill: bool, metric: Optional[str],
                convention: str = "remaining", scope: str = "local") -> dict:
-    """One table cell: ``{mean, std, n, interpolated}`` (mean None when no run gives it)."""
-    base = dict(mean=None, std=None, n=0, interpolated=False)
+    """One table cell: ``{mean, std, n, interpolated, seed_values}`` (mean None when no run gives it);
+    ``seed_values``: the value of each seed behind the mean."""
+    base = dict(mean=None, std=None, n=0, interpolated=False, seed_values=[])
+
+    def seeds(values):
+        values = [float(v) for v in values if v is not None and not pd.isna(v)]
+        mean, std, n = _agg(values)
+        return {**base, "mean": mean, "std": std, "n": n, "seed_values": values}
+
     if method in ("dense", "zero_encoder"):
-        rows = select(df, task=task, method=method)
-        mean, std, n = _agg(_metric_values(rows, metric))
-        return {**base, "mean": mean, "std": std, "n": n}
+        return seeds(_metric_values(select(df, task=task, method=method), metric))
     rows = select(df, task=task, method=method, distill=distill)
     if method in TOPK_METHODS:
         rows = rows[(rows.scope == scope) & np.isclose(rows.target_remaining.astype(float), remaining, rtol=1e-6)]
-        mean, std, n = _agg(_metric_values(rows, metric))
-        return {**base, "mean": mean, "std": std, "n": n}
+        return seeds(_metric_values(rows, metric))
     col = _metric_col(metric)
     if col not in rows.columns or rows.empty:
         return base
@@ -73,9 +77,9 @@ def cell_value(df: pd.DataFrame, task: str, method: str, remaining: float, disti
         v = interpolate_at(list(zip(g[convention], g[col])), remaining)
         if v is not None:
             values.append(v)
-    mean, std, n = _agg(values)
+    cell = seeds(values)
     exact = any(math.isclose(x, remaining, rel_tol=1e-9) for x in rows[convention].dropna())
-    return {**base, "mean": mean, "std": std, "n": n, "interpolated": mean is not None and not exact}
+    return {**cell, "interpolated": cell["mean"] is not None and not exact}
 
 
 def _fmt(mean, std, digits=1) -> str:
@@ -163,7 +167,8 @@ def results_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[f
                 cells = []
                 for metric in metrics:
                     c = cell_value(df, t, m, s, distill, metric, convention)
-                    long.append({"task": t, "method": m, "remaining": s, "metric": metric, **c})
+                    long.append({"task": t, "method": m, "remaining": s, "metric": metric,
+                                 **{k: v for k, v in c.items() if k != "seed_values"}})
                     cells.append(c)
                 if all(c["mean"] is None for c in cells):
                     continue

@@ -441,6 +441,20 @@ def test_two_cells_at_chance_are_no_evidence_and_one_at_chance_is_marked(results
     assert not A.claims_table(df, ["sick"]).get("a_at_chance", pd.Series(dtype=bool)).any()
 
 
+def test_a_collapsed_seed_inside_a_cell_is_counted_and_shown(results):
+    """A cell whose mean is above chance but holds a collapsed seed (79, 77, 30 -> 62 +- 28) says how many of
+    its seeds sit at chance, so nobody reads the mean as a method's typical score."""
+    store = ResultStore(results / "runs")
+    for i, score in enumerate((79.0, 77.0, 30.0)):
+        store.put(_record(f"mvkd3-{i}", "movement", score, 0.03, distill=True, seed=i))
+    for i, score in enumerate((80.0, 81.0, 80.5)):
+        store.put(_record(f"mv3-{i}", "movement", score, 0.03, seed=i + 5))
+    claims = A.claims_table(A.load_records(results), ["sst2"])
+    r = claims[(claims.claim == "distillation helps movement") & np.isclose(claims.remaining, 0.03)].iloc[0]
+    assert (r.a_n, r.a_seeds_at_chance, bool(r.a_at_chance), r.b_seeds_at_chance) == (3, 1, False, 0)
+    assert "62.0 ± 27.7 (n=3, 1 of 3 at chance) vs" in A.claims_markdown(claims)
+
+
 def test_claims_table_compares_the_cells_of_the_tables(results):
     df = A.load_records(results)
     claims = A.claims_table(df, ["sst2"])
