@@ -244,6 +244,7 @@ def _medium() -> Profile:
         l0_constant_lambda=False,
         seed_cells=(("sst2", "movement", 0.1), ("sst2", "movement", 0.03),
                     ("sick", "movement", 0.03), ("sick", "magnitude", 0.03),
+                    ("sick", "movement", 0.1), ("sick", "magnitude", 0.1),
                     # the runs bracketing soft movement's 3% (3,000-5,000) and 1% (5,000-10,000)
                     ("sick", "soft_movement", (3000.0, 5000.0, 10000.0)),
                     ("squad", "movement", 0.03), ("squad", "magnitude", 0.03)),
@@ -264,7 +265,8 @@ def _medium() -> Profile:
                "also soft movement at four lambdas and "
                "L0 at four (score lr 1e-2 and 1e-1, lambda ramped on the pruning schedule), and with "
                "distillation movement at 10 / 3% and soft movement's lambdas, global magnitude and movement (the "
-               "per-layer figure), distilled movement at 3% for 3 seeds; the encoder-zeroed control; on SQuAD "
+               "per-layer figure), magnitude, movement and distilled movement at 3% and magnitude and movement "
+               "at 10% for 3 seeds (soft movement's 3% and 1% brackets too); the encoder-zeroed control; on SQuAD "
                "(--tasks squad) magnitude and movement (3% for 3 seeds), soft movement at four lambdas and L0 at "
                "three, movement at 3% and soft movement at two lambdas with distillation"),
     )
