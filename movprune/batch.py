@@ -327,6 +327,16 @@ def run_train_time(record: dict) -> Optional[float]:
     return seconds * steps / (steps - at) if 0 <= at < steps else seconds
 
 
+def page_tasks(prof, task_list, default_tasks: bool, stored_tasks) -> list:
+    """The tasks a profile's page shows: ``task_list``, and when no ``--tasks`` was given
+    (``default_tasks``) the profile's other tasks whose runs the store holds (``stored_tasks``); the
+    page renders them and counts their missing runs."""
+    shown = list(task_list)
+    if default_tasks:
+        shown += [t for t in prof.all_tasks if t in stored_tasks and t not in shown]
+    return shown
+
+
 def training_cost(runs_dir: Path, missing=()) -> list:
     """What retraining a profile costs, from its stored records' own ``train_time_s``.
 
@@ -558,10 +568,7 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
         ok &= not sweeps["failed"]
     if only in (None, "notebooks"):
         t0 = time.time()
-        render = list(task_list)
-        if tasks in (None, ""):  # the profile's other tasks too, where the store holds runs of them
-            stored = {r.get("task") for r in store.records()}
-            render += [t for t in prof.all_tasks if t in stored and t not in render]
+        render = page_tasks(prof, task_list, tasks in (None, ""), {r.get("task") for r in store.records()})
         tasks_param = ",".join(render)
         meta["notebooks"] = run_notebooks(profile, results_dir, tasks_param, notebooks_dir=notebooks_dir)
         print(f"[batch] notebooks: {time.time() - t0:.0f}s")
@@ -569,7 +576,9 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
     results_dir.mkdir(parents=True, exist_ok=True)
     meta_path.write_text(json.dumps(meta, indent=1) + "\n")
     have = {r.get("run_id") for r in store.records()}
-    readme = write_readme(results_dir, meta, missing=[c for c in configs if c.run_id() not in have])
+    shown = page_tasks(prof, task_list, tasks in (None, ""), {r.get("task") for r in store.records()})
+    shown_configs = configs if shown == task_list else prof.all_configs(shown, seed_list)
+    readme = write_readme(results_dir, meta, missing=[c for c in shown_configs if c.run_id() not in have])
     write_index(Path(results))
     failed = list(meta["sweeps"].get("failed", {})) + [k for k, v in meta["notebooks"].items() if v]
     print(f"[batch] wrote {readme}; " + ("all succeeded" if not failed else f"FAILED: {', '.join(failed)}"))

@@ -259,3 +259,15 @@ def test_dry_run_names_only_the_teachers_of_missing_distilled_runs(tmp_path, cap
     _dry_run("medium", ["sick", "squad"], [0], configs, store, tmp_path / "work")
     out = capsys.readouterr().out
     assert f"  {dense.run_id()}" in out.splitlines() and "retrained" not in out
+
+
+def test_page_tasks_add_the_stored_tasks_only_without_an_explicit_task_list():
+    """The page of a default-task batch shows (and counts the missing runs of) every task with stored
+    runs, e.g. SQuAD on the medium profile; an explicit --tasks list is shown as given."""
+    from movprune.batch import page_tasks
+    from movprune.profiles import get_profile
+
+    prof = get_profile("medium")
+    assert page_tasks(prof, list(prof.tasks), True, {"sick", "squad"}) == ["sst2", "sick", "squad"]
+    assert page_tasks(prof, list(prof.tasks), True, {"sick"}) == ["sst2", "sick"]
+    assert page_tasks(prof, ["sick"], False, {"sick", "squad"}) == ["sick"]
