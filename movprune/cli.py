@@ -50,6 +50,7 @@ RUN_FIELDS = {  # CLI flag -> (RunConfig field, type, help)
     "train_split": (str, "training split (e.g. train_sentences for SST-2's sentence-level set)"),
     "eval_split": (str, "split scored at the end (default eval = dev; e.g. test for SICK's 4,927 pairs)"),
     "data_dir": (str, "data folder (GLUE layout; default $MOVPRUNE_DATA_DIR, then ../shared/data, then the hub)"),
+    "clip": (str, "gradient clipping to norm 1: all (weights and scores together, default) or weights (scores unclipped)"),
     "teacher_dir": (str, "distillation teacher folder (default: the dense run, trained if missing)"),
 }
 SWEEPABLE = ("task", "method", "remaining", "scope", "final_lambda", "seed", "model")

@@ -113,8 +113,11 @@ _NOT_IN_ID = ("data_dir", "teacher_dir", "save_steps", "eval_batch_size")
 # stays out of the id, so earlier records keep their ids (and old run folders still resume)
 LEGACY_VALUES = {"sparsity_warmup_steps": None, "sparsity_cooldown_steps": None, "constant_lambda": False,
                  "bf16": False, "group_by_length": True, "stop_on_collapse": False, "eval_split": "eval",
-                 "teacher_lr": None}
+                 "teacher_lr": None, "clip": "all"}
 
+
+CLIP_MODES = ("all", "weights")  # RunConfig.clip
+MAX_GRAD_NORM = 1.0
 
 _FLOAT_FIELDS = ("remaining", "final_lambda", "final_threshold", "epochs", "lr", "score_lr", "lr_warmup",
                  "sparsity_warmup", "sparsity_cooldown", "alpha_distil", "alpha_ce", "temperature", "teacher_lr")
@@ -160,6 +163,9 @@ class RunConfig:
     data_dir: Optional[str] = None
     teacher_dir: Optional[str] = None
     teacher_lr: Optional[float] = None  # the teacher's weight lr when it is not the student's (a profile's dense lr)
+    # gradient clipping to norm 1: "all" clips weights and scores as one vector (the Trainer's and the
+    # authors' way), "weights" clips the weights' gradients alone and leaves the scores' unclipped
+    clip: str = "all"
     save_steps: int = 200
     eval_batch_size: int = 128
 
@@ -203,6 +209,8 @@ class RunConfig:
             data_mod._split_key(spec, self.eval_split)
         elif self.eval_split != "eval":
             raise ValueError("SQuAD has one eval split here (eval_split='eval')")
+        if self.clip not in CLIP_MODES:
+            raise ValueError(f"clip must be one of {', '.join(CLIP_MODES)}, got {self.clip!r}")
         if self.teacher_dir is not None and not self.distill:
             raise ValueError("teacher_dir is only used with distill=True (--distill)")
         if self.teacher_lr is not None and (not self.distill or self.teacher_dir is not None or self.teacher_lr <= 0):
@@ -248,7 +256,7 @@ class RunConfig:
         """
         return dataclasses.replace(self, method="dense", remaining=None, scope="local", final_lambda=None,
                                    distill=False, score_lr=None, teacher_dir=None, constant_lambda=None,
-                                   lr=self.teacher_lr or self.lr, teacher_lr=None)
+                                   lr=self.teacher_lr or self.lr, teacher_lr=None, clip="all")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,6 +376,16 @@ def build_optimizer(model, pruner, config: RunConfig):
     if score_ids:
         groups.append({"params": pruner.score_parameters(), "lr": score_lr, "weight_decay": 0.0})
     return make_adamw(groups, lr=config.lr)
+
+
+def clip_weights_only(optimizer, max_norm: float = MAX_GRAD_NORM) -> None:
+    """Clip the gradients of the optimizer's first group (the weights, :func:`build_optimizer`) to
+    ``max_norm`` before every step, leaving the scores' group unclipped (``RunConfig.clip="weights"``;
+    the Trainer's own clipping must be off, ``max_grad_norm=0``)."""
+    def hook(opt, args, kwargs):
+        torch.nn.utils.clip_grad_norm_([p for p in opt.param_groups[0]["params"] if p.grad is not None], max_norm)
+
+    optimizer.register_step_pre_hook(hook)
 
 
 def make_adamw(groups, lr: float) -> torch.optim.AdamW:
@@ -596,7 +614,7 @@ def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progr
         output_dir=str(out_dir), per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.eval_batch_size, max_steps=max_steps,
         learning_rate=config.lr, lr_scheduler_type="linear", warmup_steps=config.lr_warmup,
-        weight_decay=0.0, max_grad_norm=1.0, seed=config.seed, data_seed=config.seed,
+        weight_decay=0.0, max_grad_norm=MAX_GRAD_NORM if config.clip == "all" else 0.0, seed=config.seed, data_seed=config.seed,
         logging_steps=max(1, max_steps // 100), save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=2, eval_strategy="no", report_to=[], disable_tqdm=not progress,
         dataloader_num_workers=0, bf16=config.bf16, **_length_grouping(config.group_by_length),
@@ -610,9 +628,12 @@ def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progr
         start, _ = config.pruning_config().schedule.bounds(max_steps)
         collapse = CollapseStopCallback(ceiling, start)
         callbacks.append(collapse)
+    optimizer = build_optimizer(model, pruner, config)
+    if config.clip == "weights":
+        clip_weights_only(optimizer)
     trainer = PruningTrainer(
         model=model, args=args, train_dataset=train_ds, data_collator=DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer, optimizers=(build_optimizer(model, pruner, config), None),
+        processing_class=tokenizer, optimizers=(optimizer, None),
         callbacks=callbacks, pruner=pruner, teacher=teacher, run_config=config,
     )
     if not progress:

@@ -515,3 +515,23 @@ def test_bf16_flag_defaults_to_the_hardware_and_can_be_forced_either_way(monkeyp
     assert real() is False
     monkeypatch.setattr(train.Path, "read_text", lambda self: "flags : fpu avx512f avx512_bf16")
     assert real() is True
+
+
+def test_clip_weights_only_leaves_scores_unclipped():
+    import torch
+    from movprune.train import RunConfig, clip_weights_only
+
+    w, s = torch.nn.Parameter(torch.zeros(10)), torch.nn.Parameter(torch.zeros(10))
+    opt = torch.optim.SGD([{"params": [w]}, {"params": [s]}], lr=0.0)
+    clip_weights_only(opt)
+    w.grad, s.grad = torch.full((10,), 3.0), torch.full((10,), 3.0)
+    opt.step()
+    assert abs(float(w.grad.norm()) - 1.0) < 1e-5  # clipped to norm 1
+    assert torch.equal(s.grad, torch.full((10,), 3.0))  # scores untouched
+    # the default keeps every earlier run id; "weights" is a new run; anything else is refused
+    base = dict(task="sick", method="movement", remaining=0.03)
+    assert RunConfig(**base).run_id() == RunConfig(**base, clip="all").run_id()
+    assert RunConfig(**base).run_id() != RunConfig(**base, clip="weights").run_id()
+    assert RunConfig(**base, clip="weights", distill=True).teacher_config().clip == "all"
+    with pytest.raises(ValueError, match="clip must be one of"):
+        RunConfig(**base, clip="scores")
