@@ -38,6 +38,7 @@ from .accounting import sparsity_report
 from .distill import distillation_loss
 from .pruner import PENALTY_METHODS, PruningConfig, find_targets, from_pretrained, save_pretrained, sparsify
 from .store import ResultStore
+from .provenance import stack_versions, train_fingerprint
 
 DEFAULT_STORE = "results/runs"
 DEFAULT_WORK_DIR = "checkpoints"
@@ -581,7 +582,8 @@ def _versions(bf16: bool) -> dict:
 
     return {"torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version(), "machine": f"{platform.machine()} {os.cpu_count()} cpu",
-            "cpu": cpu_model(), "bf16_native": bf16_native(), "bf16_kernel": bf16_kernel(bf16)}
+            "cpu": cpu_model(), "bf16_native": bf16_native(), "bf16_kernel": bf16_kernel(bf16),
+            **{k: v for k, v in stack_versions().items() if k not in ("torch", "transformers")}}
 
 
 def _analysis_matrix(targets: dict) -> str:
@@ -802,6 +804,8 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
                           if spec.kind != "regression" and config.method not in ("dense", "zero_encoder") else None),
         "stopped_at": stopped_at,  # --stop-on-collapse ended training here (final sparsity set, then eval)
         "train_examples": n_train,
+        # what decides the training data: a record pools with another only if both saw the same features
+        "train_data": train_fingerprint(train_ds),
         "steps": max_steps,
         # training time of the whole run, resumed parts included (eval excluded); when resumed from a
         # checkpoint saved without its time, only this process's part (train_time_before_resume_s None)
