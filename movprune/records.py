@@ -18,6 +18,26 @@ all use them and this module imports none of those:
 
 ``remaining`` in a record is the kept fraction of the *targeted* encoder linear weights;
 ``remaining_paper`` is the paper's convention (biases and LayerNorm count as kept).
+
+**Collapsed** has one meaning here, the one :mod:`movprune.train` stops on and docs/findings.md
+uses: a run *collapsed* when its training loss sat at the loss of a constant prediction (within 3%
+of it, ``train.COLLAPSE_FRACTION``; classification: the training labels' entropy, about ln K for K
+balanced classes; extractive QA: ln of the window length) after pruning began, and stayed there to
+the end of its training. :func:`is_collapsed` reads it from the record: ``collapse_step`` (the first
+logged step of that stretch) or ``stopped_at`` (the collapse rule ended the run there). It is None
+(unknown) for records written before ``collapse_step`` was kept, and for tasks without such a level
+(regression). Dense runs and the encoder-zeroed control get no ``collapse_step`` (nothing is pruned):
+only the stop rule marks them. The record field ``collapsed`` that :mod:`movprune.train` writes means
+something narrower, every eval example predicted as one class; the DataFrame calls it ``one_class`` and
+its ``collapsed`` column is :func:`is_collapsed`.
+
+**Stopped runs.** With ``--stop-on-collapse`` a run whose loss sat at that level for 200 steps ends
+there: it is pruned to its final sparsity, evaluated, and recorded with ``stopped_at`` (the step).
+``steps`` is the number of steps a run trained (:func:`trained_steps`; a stopped run's record that says
+its budget there, as :mod:`movprune.train` wrote it, is corrected on loading, and the committed ones were
+rewritten by ``scripts/migrate_stopped_steps.py``), ``max_steps`` its budget. A stopped run is a
+collapsed run: it counts in a table cell's n with its measured score (not at a
+chance level), and every cell that includes a collapsed run is marked (:mod:`movprune.tables`).
 """
 
 from __future__ import annotations
@@ -161,8 +181,42 @@ RECIPE_FIELDS = ("lr", "score_lr", "max_length", "final_threshold", "freeze_embe
 RECORD_COLUMNS = ["run_id", "task", "model", "method", "scope", "distill", "seed", "final_lambda", "target_remaining",
                   *RECIPE_FIELDS,
                   "remaining", "remaining_paper", "remaining_pct", "remaining_paper_pct", "main_metric", "score",
-                  "steps", "train_time_s", "device", "finished_at", "metrics", "per_layer", "per_type", "per_matrix",
-                  "npz"]
+                  "steps", "max_steps", "stopped_at_step", "collapsed", "one_class", "train_time_s", "device",
+                  "finished_at", "metrics", "per_layer", "per_type", "per_matrix", "npz"]
+
+
+def stopped_at_step(record: dict) -> Optional[int]:
+    """The step at which the collapse rule (``--stop-on-collapse``) ended ``record``'s training, None
+    when the run trained its whole budget (or predates the rule). Read from ``stopped_at``."""
+    step = record.get("stopped_at")
+    return None if step is None else int(step)
+
+
+def trained_steps(record: dict) -> Optional[int]:
+    """The steps ``record``'s run trained: its stop step when the collapse rule ended it, else ``steps``
+    (:mod:`movprune.train` wrote the budget in ``steps`` even for a stopped run)."""
+    steps, stopped = record.get("steps"), stopped_at_step(record)
+    if stopped is None:
+        return None if steps is None else int(steps)
+    return stopped if steps is None else min(int(steps), stopped)
+
+
+def is_collapsed(record: dict) -> Optional[bool]:
+    """Did ``record``'s run collapse (module docstring): its training loss sat at the constant-prediction
+    level after pruning began until training ended, at the end of its budget (``collapse_step`` set) or
+    at the collapse rule's stop (``stopped_at`` set). None when the record cannot tell: written before
+    ``collapse_step`` was kept, or a task without such a level (regression)."""
+    if stopped_at_step(record) is not None or record.get("collapse_step") is not None:
+        return True
+    if "collapse_step" not in record:
+        return None
+    from .data import get_task
+
+    try:
+        kind = get_task(record.get("task")).kind
+    except Exception:  # noqa: BLE001 - an unknown task: no level known
+        return None
+    return None if kind == "regression" else False
 
 
 def records_frame(records: Iterable[dict], store_root: Optional[Path] = None) -> pd.DataFrame:
@@ -191,7 +245,9 @@ def records_frame(records: Iterable[dict], store_root: Optional[Path] = None) ->
             "remaining_paper_pct": None if remaining_paper is None else 100.0 * remaining_paper,
             "main_metric": rec.get("main_metric"),
             "score": rec.get("score", metrics.get(rec.get("main_metric"))),
-            "steps": rec.get("steps"), "train_time_s": rec.get("train_time_s"), "device": rec.get("device"),
+            "steps": trained_steps(rec), "max_steps": rec.get("max_steps") or rec.get("steps"),
+            "stopped_at_step": stopped_at_step(rec), "collapsed": is_collapsed(rec), "one_class": rec.get("collapsed"),
+            "train_time_s": rec.get("train_time_s"), "device": rec.get("device"),
             "finished_at": rec.get("finished_at"),
             "metrics": metrics, "per_layer": rec.get("per_layer") or {}, "per_type": rec.get("per_type") or {},
             "per_matrix": rec.get("per_matrix") or {}, "npz": npz,
@@ -209,6 +265,8 @@ def records_frame(records: Iterable[dict], store_root: Optional[Path] = None) ->
     for c in ("remaining", "remaining_paper", "remaining_pct", "remaining_paper_pct", "score", "final_lambda",
               "target_remaining"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
+    for c in ("steps", "max_steps", "stopped_at_step"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
     df["distill"] = df["distill"].astype(bool)
     return df
 
@@ -407,13 +465,7 @@ def npz_for(df: pd.DataFrame, task: str, method: str, remaining: Optional[float]
 # Interpolation (here rather than in tables: reference uses it, and tables imports reference)
 
 
-def interpolate_at(points, target: float) -> Optional[float]:
-    """Linear interpolation (in remaining weights) of ``[(remaining, score), ...]`` at ``target``.
-
-    Uses the two neighbouring runs that bracket ``target`` (the nearest below and above). A run
-    exactly at ``target`` is returned as is (several: their mean). Returns None when ``target`` is
-    not bracketed: never extrapolates. Points with a missing or non-finite coordinate are ignored.
-    """
+def _finite_points(points) -> list[tuple[float, float]]:
     pts = []
     for p in points:
         try:
@@ -422,15 +474,42 @@ def interpolate_at(points, target: float) -> Optional[float]:
             continue
         if math.isfinite(x) and math.isfinite(y):
             pts.append((x, y))
-    target = float(target)
-    exact = [y for x, y in pts if math.isclose(x, target, rel_tol=1e-9, abs_tol=1e-12)]
-    if exact:
-        return float(np.mean(exact))
+    return pts
+
+
+def _at(x: float, target: float) -> bool:
+    return math.isclose(x, target, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def interpolation_bracket(points, target: float) -> Optional[tuple[float, float]]:
+    """The kept fractions ``(low, high)`` of the two runs :func:`interpolate_at` uses at ``target``: the
+    nearest run below and the nearest above; ``(target, target)`` when a run sits exactly at ``target``;
+    None when ``target`` is not bracketed. ``points`` as for :func:`interpolate_at`."""
+    pts, target = _finite_points(points), float(target)
+    if any(_at(x, target) for x, _ in pts):
+        return target, target
     below = [x for x, _ in pts if x < target]
     above = [x for x, _ in pts if x > target]
     if not below or not above:
         return None
-    x0, x1 = max(below), min(above)
+    return max(below), min(above)
+
+
+def interpolate_at(points, target: float) -> Optional[float]:
+    """Linear interpolation (in remaining weights) of ``[(remaining, score), ...]`` at ``target``.
+
+    Uses the two neighbouring runs that bracket ``target`` (the nearest below and above,
+    :func:`interpolation_bracket`). A run exactly at ``target`` is returned as is (several: their
+    mean). Returns None when ``target`` is not bracketed: never extrapolates. Points with a missing or
+    non-finite coordinate are ignored.
+    """
+    pts, target = _finite_points(points), float(target)
+    bracket = interpolation_bracket(pts, target)
+    if bracket is None:
+        return None
+    x0, x1 = bracket
+    if x0 == x1:
+        return float(np.mean([y for x, y in pts if _at(x, target)]))
     y0 = float(np.mean([y for x, y in pts if x == x0]))
     y1 = float(np.mean([y for x, y in pts if x == x1]))
     return y0 + (target - x0) * (y1 - y0) / (x1 - x0)

@@ -13,6 +13,14 @@
   L0 and soft movement do not: as in the paper, their cells are linear interpolations (in
   remaining weights, :func:`movprune.records.interpolate_at`) between the two neighbouring runs
   that bracket the target; never extrapolated (shown as "—"). Interpolated cells carry a "*".
+* A cell carries its bracket: ``bracket_low`` / ``bracket_high``, the lowest and highest kept fraction
+  of the runs its seeds were interpolated between, and ``bracket_ratio``, the widest seed's
+  high / low. A seed's two runs more than ``WIDE_BRACKET`` (3x) apart in kept fraction make the cell
+  ``wide_bracket``, marked "†": a straight line across such a gap says little about the target.
+* A cell that includes a collapsed run (:func:`movprune.records.is_collapsed`; a run the collapse rule
+  stopped is one) is marked "‡" and says how many ("3 stopped on collapse"): such runs count in n with
+  their measured score. ``collapsed`` / ``stopped`` count the seeds whose value rests on such a run (an
+  interpolated seed: either of its two runs).
 * The paper's cells (:func:`paper_results_table`) come from :mod:`movprune.reference`.
 """
 
@@ -29,7 +37,8 @@ import pandas as pd
 
 from . import reference
 from .records import (METHOD_LABELS, PAPER_COUNTERPART, PENALTY_METHODS, RECORD_COLUMNS, TABLE_METHODS, TOPK_METHODS,
-                      _agg, _main_metric, _metric_col, _metric_values, interpolate_at, pct_label, select, task_label)
+                      _agg, _at, _main_metric, _metric_col, _metric_values, interpolate_at, interpolation_bracket,
+                      pct_label, select, task_label)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -38,6 +47,23 @@ from .records import (METHOD_LABELS, PAPER_COUNTERPART, PENALTY_METHODS, RECORD_
 # metrics shown in a table cell, joined by "/" as the paper does (default: the main metric)
 TABLE_METRICS = {"squad": ("exact_match", "f1"), "qqp": ("accuracy", "f1")}
 DASH = "—"
+WIDE_BRACKET = 3.0  # a seed interpolated between runs more than 3x apart in kept fraction: marked
+INTERP_MARK, WIDE_MARK, COLLAPSED_MARK = "*", "†", "‡"
+WIDE_NOTE = (f"{WIDE_MARK} = wide bracket: a seed of the cell was interpolated between two runs more than "
+             f"{WIDE_BRACKET:g}x apart in kept fraction.")
+COLLAPSED_NOTE = (f"{COLLAPSED_MARK} = the cell includes a collapsed run (its training loss sat at the loss of a "
+                  f"constant prediction until training ended; \"stopped on collapse\": the collapse rule ended it "
+                  f"early); such a run counts in n with its measured score.")
+
+
+def collapse_note(collapsed: int, stopped: int) -> str:
+    """How many seeds of a cell rest on a collapsed run: "" (none), "2 collapsed", "3 stopped on collapse"
+    (every collapsed one was stopped by the rule) or "2 collapsed, 1 stopped"."""
+    if not collapsed:
+        return ""
+    if stopped == collapsed:
+        return f"{collapsed} stopped on collapse"
+    return f"{collapsed} collapsed" + (f", {stopped} stopped" if stopped else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,34 +78,77 @@ def table_metrics(task: str, df: Optional[pd.DataFrame] = None) -> list[str]:
     return [m] if m else ["score"]
 
 
+def run_flags(rows: pd.DataFrame) -> list[tuple[int, int]]:
+    """``(collapsed, stopped)`` of each of ``rows``, 1 or 0: the run collapsed
+    (:func:`movprune.records.is_collapsed`; unknown counts 0) / the collapse rule stopped it."""
+    collapsed = rows["collapsed"].eq(True) if "collapsed" in rows else [False] * len(rows)
+    stopped = rows["stopped_at_step"].notna() if "stopped_at_step" in rows else [False] * len(rows)
+    return [(int(c), int(s)) for c, s in zip(collapsed, stopped)]
+
+
 def cell_value(df: pd.DataFrame, task: str, method: str, remaining: float, distill: bool, metric: Optional[str],
                convention: str = "remaining", scope: str = "local") -> dict:
-    """One table cell: ``{mean, std, n, interpolated, seed_values}`` (mean None when no run gives it);
-    ``seed_values``: the value of each seed behind the mean."""
-    base = dict(mean=None, std=None, n=0, interpolated=False, seed_values=[])
+    """One table cell: ``{mean, std, n, interpolated, seed_values, bracket_low, bracket_high, bracket_ratio,
+    wide_bracket, collapsed, stopped}`` (mean None when no run gives it).
 
-    def seeds(values):
+    ``seed_values``: the value of each seed behind the mean. The bracket fields (interpolated cells;
+    None otherwise): the lowest / highest kept fraction of the runs the seeds were interpolated
+    between, the widest seed's high / low, and whether that exceeds :data:`WIDE_BRACKET`.
+    ``collapsed`` / ``stopped``: how many seeds rest on a collapsed run / a run stopped on collapse.
+    """
+    base = dict(mean=None, std=None, n=0, interpolated=False, seed_values=[], bracket_low=None, bracket_high=None,
+                bracket_ratio=None, wide_bracket=False, collapsed=0, stopped=0)
+    col = _metric_col(metric)
+
+    def seeds(values, flags=()):
         values = [float(v) for v in values if v is not None and not pd.isna(v)]
         mean, std, n = _agg(values)
-        return {**base, "mean": mean, "std": std, "n": n, "seed_values": values}
+        return {**base, "mean": mean, "std": std, "n": n, "seed_values": values,
+                "collapsed": sum(c for c, _ in flags), "stopped": sum(s for _, s in flags)}
+
+    def scored(rows):  # the runs that have the metric, one seed each
+        return rows[rows[col].notna()] if col in rows.columns else rows.iloc[:0]
 
     if method in ("dense", "zero_encoder"):
-        return seeds(_metric_values(select(df, task=task, method=method), metric))
+        rows = scored(select(df, task=task, method=method))
+        return seeds(_metric_values(rows, metric), run_flags(rows))
     rows = select(df, task=task, method=method, distill=distill)
     if method in TOPK_METHODS:
-        rows = rows[(rows.scope == scope) & np.isclose(rows.target_remaining.astype(float), remaining, rtol=1e-6)]
-        return seeds(_metric_values(rows, metric))
-    col = _metric_col(metric)
+        rows = scored(rows[(rows.scope == scope)
+                           & np.isclose(rows.target_remaining.astype(float), remaining, rtol=1e-6)])
+        return seeds(_metric_values(rows, metric), run_flags(rows))
     if col not in rows.columns or rows.empty:
         return base
-    values = []
+    values, brackets, flags = [], [], []
     for _, g in rows.groupby("seed"):
-        v = interpolate_at(list(zip(g[convention], g[col])), remaining)
-        if v is not None:
-            values.append(v)
-    cell = seeds(values)
-    exact = any(math.isclose(x, remaining, rel_tol=1e-9) for x in rows[convention].dropna())
-    return {**cell, "interpolated": cell["mean"] is not None and not exact}
+        points = list(zip(g[convention], g[col]))
+        v = interpolate_at(points, remaining)
+        if v is None:
+            continue
+        low, high = interpolation_bracket(points, remaining)
+        xs = pd.to_numeric(g[convention], errors="coerce")
+        used = scored(g[[x == low or x == high or (low == high and _at(x, remaining)) for x in xs]])
+        values.append(v)
+        brackets.append((low, high))
+        run = run_flags(used)  # the seed rests on a collapsed / stopped run if either of its two runs is one
+        flags.append((max((c for c, _ in run), default=0), max((st for _, st in run), default=0)))
+    cell = seeds(values, flags)
+    if cell["mean"] is None:
+        return cell
+    interpolated = [(lo, hi) for lo, hi in brackets if lo != hi]
+    ratio = max((hi / lo if lo > 0 else math.inf for lo, hi in interpolated), default=None)
+    return {**cell, "interpolated": bool(interpolated),
+            "bracket_low": min(lo for lo, _ in interpolated) if interpolated else None,
+            "bracket_high": max(hi for _, hi in interpolated) if interpolated else None,
+            "bracket_ratio": ratio, "wide_bracket": ratio is not None and ratio > WIDE_BRACKET}
+
+
+def cell_marks(cells: Sequence[dict]) -> str:
+    """The marks of a table cell made of ``cells`` (one per metric): "*" interpolated, "†" wide bracket,
+    "‡" includes a collapsed run."""
+    return ((INTERP_MARK if any(c.get("interpolated") for c in cells) else "")
+            + (WIDE_MARK if any(c.get("wide_bracket") for c in cells) else "")
+            + (COLLAPSED_MARK if any(c.get("collapsed") for c in cells) else ""))
 
 
 def _fmt(mean, std, digits=1) -> str:
@@ -96,7 +165,9 @@ class ResultsTable:
     """What :func:`results_table` returns.
 
     * ``table`` - formatted cells (strings), rows = methods, columns = (task, remaining %).
-    * ``values`` - the same cells long-form: task, method, remaining, metric, mean, std, n, interpolated.
+    * ``values`` - the same cells long-form: task, method, remaining, metric, mean, std, n, interpolated,
+      the bracket (``bracket_low``, ``bracket_high``, ``bracket_ratio``, ``wide_bracket``) and the seeds
+      resting on a collapsed run (``collapsed``) or a run stopped on collapse (``stopped``).
     * ``raw_points`` - every L0 / soft movement run behind the interpolated cells.
     * ``paper`` - the paper's cells for the tasks that have a counterpart (None if none).
     * ``notes`` - caveats to print under the table.
@@ -149,7 +220,9 @@ def results_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[f
     columns: task x remaining weights. Top-k cells are the runs at exactly that target (mean ±
     std over seeds when there are several; every cell ends with its number of seeds, "(n=3)");
     L0 / soft movement cells are interpolated between
-    the neighbouring runs (marked "*"), "—" when no pair of runs brackets the target. SQuAD
+    the neighbouring runs (marked "*"; "†" when a seed's two runs are more than 3x apart in kept
+    fraction), "—" when no pair of runs brackets the target. A cell including a collapsed run is
+    marked "‡" and counts them ("(n=3, 3 stopped on collapse)"). SQuAD
     cells are "EM/F1" and QQP "acc/F1" as in the paper; other tasks show their main metric.
     """
     if isinstance(tasks, str):
@@ -172,10 +245,9 @@ def results_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[f
                     cells.append(c)
                 if all(c["mean"] is None for c in cells):
                     continue
-                text = "/".join(_fmt(c["mean"], c["std"], digits) for c in cells)
-                if any(c["interpolated"] for c in cells):
-                    text += "*"
-                text += f" (n={max(c['n'] for c in cells)})"  # seeds behind the cell
+                text = "/".join(_fmt(c["mean"], c["std"], digits) for c in cells) + cell_marks(cells)
+                note = collapse_note(max(c["collapsed"] for c in cells), max(c["stopped"] for c in cells))
+                text += f" (n={max(c['n'] for c in cells)}" + (f", {note}" if note else "") + ")"  # seeds behind it
                 table.loc[METHOD_LABELS[m], (task_label(t), pct_label(s))] = text
     values = pd.DataFrame(long)
     raw = raw_points(df, tasks, distill, convention)
@@ -187,6 +259,15 @@ def results_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[f
         "* = linear interpolation between the two neighbouring L0 / soft movement runs (see raw_points); "
         "— = no run, or the target is not bracketed by two runs (never extrapolated).",
     ]
+    if any(c["wide_bracket"] for c in long):
+        notes.append(WIDE_NOTE)
+    if any(c["collapsed"] for c in long):
+        notes.append(COLLAPSED_NOTE)
+    shown = select(df, task=list(tasks), distill=bool(distill)) if not df.empty else df
+    unknown = int(shown["collapsed"].isna().sum()) if "collapsed" in shown else 0
+    if unknown:
+        notes.append(f"{unknown} run(s) were recorded before collapse_step was kept: whether they collapsed is "
+                     f"unknown (no {COLLAPSED_MARK} for them).")
     n_seeds = select(df, task=list(tasks))["seed"].nunique() if not df.empty else 0
     if n_seeds > 1:
         notes.append(f"mean ± standard deviation over {n_seeds} seeds.")
@@ -205,13 +286,16 @@ def results_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[f
 
 def raw_points(df: pd.DataFrame, tasks: Sequence[str], distill: Optional[bool] = None,
                convention: str = "remaining") -> pd.DataFrame:
-    """Every L0 / soft movement run: task, method, distill, seed, lambda, remaining (%), metrics."""
+    """Every L0 / soft movement run: task, method, distill, seed, lambda, remaining (%), metrics, whether it
+    collapsed (:func:`movprune.records.is_collapsed`, empty when unknown) and the step the collapse rule
+    stopped it at (``stopped_at_step``, empty when it trained its budget)."""
     rows = select(df, task=list(tasks), method=list(PENALTY_METHODS))
     if distill is not None:
         rows = rows[rows.distill == bool(distill)]
     cols = ["task", "method", "distill", "seed", "final_lambda", "remaining_pct", "remaining_paper_pct", "score"]
     mcols = sorted(c for c in rows.columns if c.startswith("metric_") and rows[c].notna().any())
-    out = rows[cols + mcols + ["run_id"]].rename(columns={"final_lambda": "lambda"})
+    flags = [c for c in ("collapsed", "stopped_at_step") if c in rows.columns]
+    out = rows[cols + mcols + flags + ["run_id"]].rename(columns={"final_lambda": "lambda"})
     # display precision: remaining to 1e-4 % (the runs differ at 0.005 %), metrics to 0.01 points
     out = out.round({"remaining_pct": 4, "remaining_paper_pct": 4, "score": 2, **{c: 2 for c in mcols}})
     return out.sort_values(["task", "method", "distill", "seed", "remaining_pct"]).reset_index(drop=True)

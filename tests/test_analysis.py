@@ -167,15 +167,18 @@ def test_results_table_layout_and_cells(results):
     assert t.loc[lab["magnitude"], ("SST-2", "1%")] == A.DASH
     std = np.std([84.0, 86.0], ddof=1)
     assert t.loc[lab["movement"], ("SST-2", "10%")] == f"85.0 ± {std:.1f} (n=2)"  # n seeds in every cell
-    # soft movement: interpolated, marked with *
+    # soft movement: interpolated, marked with *; at 10% between runs at 5% and 20% (4x apart): † too
     soft10 = 80.0 + (0.05 / 0.15) * 8.0
-    assert t.loc[lab["soft_movement"], ("SST-2", "10%")] == f"{soft10:.1f}* (n=1)"
-    assert t.loc[lab["soft_movement"], ("SST-2", "3%")] == f"{70 + 10 / 3:.1f}* (n=1)"
+    assert t.loc[lab["soft_movement"], ("SST-2", "10%")] == f"{soft10:.1f}*† (n=1)"
+    assert t.loc[lab["soft_movement"], ("SST-2", "3%")] == f"{70 + 10 / 3:.1f}* (n=1)"  # 2% and 5%: 2.5x
     assert t.loc[lab["soft_movement"], ("SST-2", "1%")] == A.DASH  # not bracketed
     assert t.loc[lab["l0"], ("SST-2", "10%")] == A.DASH          # lowest L0 run at 12%
     v = res.values
     cell = v[(v.method == "soft_movement") & (v.remaining == 0.10)].iloc[0]
     assert cell.interpolated and cell["mean"] == pytest.approx(soft10)
+    assert (cell.bracket_low, cell.bracket_high, cell.bracket_ratio, cell.wide_bracket) == (0.05, 0.20, 4.0, True)
+    top = v[(v.method == "movement") & (v.remaining == 0.10)].iloc[0]
+    assert pd.isna(top.bracket_low) and not top.wide_bracket and top.collapsed == 0
     assert set(res.raw_points.method) == {"l0", "soft_movement"} and len(res.raw_points) == 5
     assert {"lambda", "remaining_pct", "score"} <= set(res.raw_points.columns)
     assert res.paper is None and any("SST-2 has no counterpart" in n for n in res.notes)
@@ -409,18 +412,6 @@ def test_beside_paper_pairs_our_cell_with_the_papers(results):
     assert A.results_table(df, ["sst2"]).beside_paper() is None
 
 
-@pytest.mark.parametrize("a, b, expected", [
-    (dict(mean=81.0, std=0.5, n=3), dict(mean=80.0, std=0.5, n=3), "holds"),          # 1.0 > 2 SE = 0.82
-    (dict(mean=81.0, std=1.0, n=3), dict(mean=80.0, std=1.0, n=3), "not settled"),    # 1.0 < 2 SE = 1.63
-    (dict(mean=79.0, std=0.5, n=3), dict(mean=80.0, std=0.5, n=4), "does not hold"),
-    (dict(mean=90.0, std=None, n=1), dict(mean=60.0, std=0.1, n=3), "seen"),          # one seed: a direction
-    (dict(mean=59.0, std=0.5, n=2), dict(mean=60.0, std=0.1, n=3), "not seen"),
-    (dict(mean=None, std=None, n=0), dict(mean=60.0, std=0.1, n=3), "not run"),
-])
-def test_a_claim_holds_only_with_three_seeds_a_side_and_a_gap_beyond_two_standard_errors(a, b, expected):
-    assert A.verdict(a, b) == expected
-
-
 def test_two_cells_at_chance_are_no_evidence_and_one_at_chance_is_marked(results):
     # the fixture's chance level: control 55 + 5% of the dense - control gap (90 - 55) = 56.75
     store = ResultStore(results / "runs")
@@ -474,3 +465,101 @@ def test_claims_table_compares_the_cells_of_the_tables(results):
     text = A.claims_markdown(claims)
     assert text.splitlines()[0] == "| claim | SST-2 |" and "10%: seen, 85.0 ± 1.4 (n=2) vs 80.0 (n=1)" in text
     assert A.claims_markdown(claims.iloc[:0]).startswith("no pair of runs")
+    # fewer than 3 seeds a side: no test, no p-value
+    assert pd.isna(row("movement > magnitude", 0.10).p_value)
+    # the soft movement side at 10% is interpolated across 5% -> 20% (4x): the verdict says it rests on that
+    r = row("soft movement > movement", 0.10)
+    assert r.a_wide_bracket and r.rests_on_wide_bracket and (r.a_bracket_low, r.a_bracket_high) == (0.05, 0.20)
+    assert "10%: not seen (rests on a wide bracket †), 82.7*† (n=1) vs 85.0 ± 1.4 (n=2)" in text
+    assert not row("soft movement > movement", 0.03).rests_on_wide_bracket  # 2% -> 5%: 2.5x
+    assert text.splitlines()[-1].startswith("Verdicts: Welch's two-sided t-test")
+
+
+def _collapsed(rec, stopped_at=None, collapse_step=None):
+    """``rec`` as train.py writes a run that collapsed: loss at the constant-prediction level from
+    ``collapse_step`` on, stopped by the collapse rule at ``stopped_at`` (None: trained its budget)."""
+    return {**rec, "collapse_step": collapse_step, "stopped_at": stopped_at, "steps": 3400, "max_steps": 3400}
+
+
+def test_a_stopped_run_counts_in_n_with_its_score_and_marks_its_cell(tmp_path):
+    """The rule for a run stopped on collapse: it is a collapsed run, its measured score enters the mean
+    and n, and the table cell and claims side that include it say so (‡ and how many)."""
+    store = ResultStore(tmp_path / "runs")
+    for seed, score in enumerate((80.0, 81.0)):
+        store.put(_collapsed(_record(f"mv{seed}", "movement", score, 0.03, seed=seed), collapse_step=None))
+    store.put(_collapsed(_record("mv2", "movement", 50.0, 0.03, seed=2), stopped_at=1564, collapse_step=1360))
+    for seed, score in enumerate((60.0, 61.0, 62.0)):
+        store.put(_collapsed(_record(f"mg{seed}", "magnitude", score, 0.03, seed=seed)))
+    df = A.load_records(tmp_path)
+    cell = A.cell_value(df, "sst2", "movement", 0.03, False, "accuracy")
+    assert (cell["n"], cell["mean"], cell["collapsed"], cell["stopped"]) == (3, pytest.approx(70.333333), 1, 1)
+    res = A.results_table(df, ["sst2"], sparsities=(0.03,))
+    std = np.std([80.0, 81.0, 50.0], ddof=1)
+    cell_text = res.table.loc[A.METHOD_LABELS["movement"], ("SST-2", "3%")]
+    assert cell_text == f"70.3 ± {std:.1f}‡ (n=3, 1 stopped on collapse)"
+    assert res.table.loc[A.METHOD_LABELS["magnitude"], ("SST-2", "3%")] == "61.0 ± 1.0 (n=3)"
+    assert any(n.startswith("‡ = the cell includes a collapsed run") for n in res.notes)
+    v = res.values[res.values.method == "movement"].iloc[0]
+    assert (v.collapsed, v.stopped) == (1, 1)
+    claims = A.claims_table(df, ["sst2"], sparsities=(0.03,))
+    r = claims[claims.claim == "movement > magnitude"].iloc[0]
+    assert (r.a_collapsed, r.a_stopped, r.b_collapsed, r.b_stopped) == (1, 1, 0, 0)
+    assert f"70.3 ± {std:.1f}‡ (n=3, 1 stopped on collapse) vs 61.0 ± 1.0 (n=3)" in A.claims_markdown(claims)
+    # collapsed to the end of its budget without the stop rule: collapsed, not stopped
+    store.put(_collapsed(_record("mv2", "movement", 50.0, 0.03, seed=2), collapse_step=2000))
+    cell = A.cell_value(A.load_records(tmp_path), "sst2", "movement", 0.03, False, "accuracy")
+    assert (cell["n"], cell["collapsed"], cell["stopped"]) == (3, 1, 0)
+    assert A.collapse_note(1, 0) == "1 collapsed" and A.collapse_note(2, 1) == "2 collapsed, 1 stopped"
+
+
+def test_an_interpolated_seed_resting_on_a_collapsed_run_is_marked_and_brackets_are_per_seed(tmp_path):
+    """Seed 0 is interpolated between 5% and 20% (4x: wide), seed 1 between 8% and 12% (1.5x) and its 8% run
+    was stopped on collapse: the cell's bracket spans 5%-20%, its ratio is the widest seed's, ‡ and †."""
+    store = ResultStore(tmp_path / "runs")
+    store.put(_record("s0a", "soft_movement", 88.0, 0.20, lam=10.0, seed=0))
+    store.put(_record("s0b", "soft_movement", 80.0, 0.05, lam=100.0, seed=0))
+    store.put(_record("s1a", "soft_movement", 84.0, 0.12, lam=10.0, seed=1))
+    store.put(_collapsed(_record("s1b", "soft_movement", 60.0, 0.08, lam=100.0, seed=1), stopped_at=900,
+                         collapse_step=700))
+    store.put(_collapsed(_record("s1c", "soft_movement", 50.0, 0.01, lam=1000.0, seed=1), stopped_at=800,
+                         collapse_step=600))  # outside seed 1's bracket at 10%: no part of the cell
+    cell = A.cell_value(A.load_records(tmp_path), "sst2", "soft_movement", 0.10, False, "accuracy")
+    assert cell["seed_values"] == pytest.approx([80.0 + 8.0 / 3, 72.0])
+    assert (cell["bracket_low"], cell["bracket_high"]) == (0.05, 0.20)
+    assert cell["bracket_ratio"] == pytest.approx(4.0) and cell["wide_bracket"]
+    assert (cell["collapsed"], cell["stopped"]) == (1, 1)
+    assert A.cell_marks([cell]) == "*†‡"
+    # both seeds narrow: no †
+    narrow = A.cell_value(A.load_records(tmp_path).query("seed == 1"), "sst2", "soft_movement", 0.10, False,
+                          "accuracy")
+    assert narrow["bracket_ratio"] == pytest.approx(1.5) and not narrow["wide_bracket"]
+    # a seed with a run exactly at the target is not interpolated: no bracket, no mark
+    store.put(_record("s2", "soft_movement", 83.0, 0.10, lam=50.0, seed=2))
+    exact = A.cell_value(A.load_records(tmp_path).query("seed == 2"), "sst2", "soft_movement", 0.10, False,
+                         "accuracy")
+    assert (exact["interpolated"], exact["bracket_low"], exact["wide_bracket"], exact["mean"]) == (False, None,
+                                                                                                  False, 83.0)
+
+
+def test_a_bracket_exactly_3x_wide_is_not_marked():
+    pts = [(0.05, 80.0), (0.15, 86.0)]
+    assert A.interpolation_bracket(pts, 0.10) == (0.05, 0.15)
+    assert A.interpolation_bracket(pts, 0.05) == (0.05, 0.05) and A.interpolation_bracket(pts, 0.2) is None
+    recs = [_record("a", "soft_movement", 80.0, 0.05, lam=1.0), _record("b", "soft_movement", 86.0, 0.15, lam=2.0)]
+    cell = A.cell_value(A.records_frame(recs), "sst2", "soft_movement", 0.10, False, "accuracy")
+    assert cell["bracket_ratio"] == pytest.approx(3.0) and not cell["wide_bracket"] and cell["mean"] == 83.0
+
+
+def test_claims_table_gives_welchs_test_and_the_summary_its_p_value(tmp_path):
+    """The SICK soft movement > movement cell at 10% (the committed seeds' values): not settled, p = 0.086."""
+    store = ResultStore(tmp_path / "runs")
+    for seed, (soft, mv) in enumerate(zip((84.58, 84.95, 84.63), (83.99, 82.20, 83.21))):
+        store.put(_record(f"soft{seed}", "soft_movement", soft, 0.10, lam=1000.0, seed=seed, task="sick"))
+        store.put(_record(f"mv{seed}", "movement", mv, 0.10, seed=seed, task="sick"))
+    claims = A.claims_table(A.load_records(tmp_path), ["sick"], sparsities=(0.10,))
+    r = claims[claims.claim == "soft movement > movement"].iloc[0]
+    assert (round(r.t, 2), round(r.df, 1), round(r.p_value, 3), r.verdict) == (2.99, 2.2, 0.086, "not settled")
+    assert not r.a_interp and not r.rests_on_wide_bracket  # runs exactly at 10%
+    assert ("10%: not settled (p = 0.086), 84.7 ± 0.2 (n=3) vs 83.1 ± 0.9 (n=3)"
+            in A.claims_summary(claims).loc["soft movement > movement", "SICK"])
+    assert A.p_label(0.0004) == "p < 0.001" and A.p_label(0.0123) == "p = 0.012"
