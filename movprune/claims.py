@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from .records import _agg, _main_metric, pct_label, select, task_label
-from .tables import (COLLAPSED_NOTE, INTERP_MARK, WIDE_MARK, WIDE_NOTE, cell_marks,
+from .tables import (STACK_NOTE, COLLAPSED_NOTE, INTERP_MARK, WIDE_MARK, WIDE_NOTE, cell_marks,
                      cell_value, collapse_note, run_flags, to_markdown)
 
 MIN_SEEDS = 3  # fewer seeds on either side: "seen" / "not seen", never "holds"
@@ -174,7 +174,7 @@ def _layer_cell(df: pd.DataFrame, task: str, method: str, remaining: float) -> d
 
 
 SIDE_FIELDS = ("mean", "std", "n", "interp", "bracket_low", "bracket_high", "bracket_ratio", "wide_bracket",
-               "collapsed", "stopped", "at_chance", "seeds_at_chance")
+               "collapsed", "stopped", "other_stack", "at_chance", "seeds_at_chance")
 COLUMNS = (["claim", "task", "remaining", "measure"]
            + ["a"] + [f"a_{k}" for k in SIDE_FIELDS] + ["b"] + [f"b_{k}" for k in SIDE_FIELDS]
            + ["difference", "t", "df", "p_value", "chance", "verdict", "rests_on_wide_bracket"])
@@ -221,6 +221,7 @@ def claims_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[fl
                         f"{k}_bracket_low": c.get("bracket_low"), f"{k}_bracket_high": c.get("bracket_high"),
                         f"{k}_bracket_ratio": c.get("bracket_ratio"), f"{k}_wide_bracket": bool(c.get("wide_bracket")),
                         f"{k}_collapsed": int(c.get("collapsed", 0)), f"{k}_stopped": int(c.get("stopped", 0)),
+                        f"{k}_other_stack": int(c.get("other_stack", 0)),
                         f"{k}_at_chance": chance is not None and c.get("mean") is not None and c["mean"] <= chance,
                         # seeds at chance inside a cell whose mean is not: such a seed drags a mean down
                         f"{k}_seeds_at_chance": (sum(v <= chance for v in c.get("seed_values", ()))
@@ -282,7 +283,8 @@ def claims_summary(claims: pd.DataFrame, sep: str = "; ") -> pd.DataFrame:
             a, b = (_side(r[f"{k}_mean"], r[f"{k}_std"], r[f"{k}_n"],
                           cell_marks([{"interpolated": bool(r.get(f"{k}_interp", False)),
                                        "wide_bracket": bool(r.get(f"{k}_wide_bracket", False)),
-                                       "collapsed": int(r.get(f"{k}_collapsed", 0) or 0)}]),
+                                       "collapsed": int(r.get(f"{k}_collapsed", 0) or 0),
+                                       "other_stack": int(r.get(f"{k}_other_stack", 0) or 0)}]),
                           digits, bool(r.get(f"{k}_at_chance", False)), int(r.get(f"{k}_seeds_at_chance", 0) or 0),
                           int(r.get(f"{k}_collapsed", 0) or 0), int(r.get(f"{k}_stopped", 0) or 0))
                     for k in ("a", "b"))
@@ -293,7 +295,7 @@ def claims_summary(claims: pd.DataFrame, sep: str = "; ") -> pd.DataFrame:
 
 LEGEND = (f"Verdicts: Welch's two-sided t-test where both sides have {MIN_SEEDS} seeds or more (holds / does "
           f"not hold: p < {ALPHA:g}); \"seen\" / \"not seen\" give only the direction of fewer seeds. "
-          f"{INTERP_MARK} = interpolated between two runs. " + WIDE_NOTE + " " + COLLAPSED_NOTE)
+          f"{INTERP_MARK} = interpolated between two runs. " + WIDE_NOTE + " " + COLLAPSED_NOTE + " " + STACK_NOTE)
 
 
 def claims_markdown(claims: pd.DataFrame) -> str:

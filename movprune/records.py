@@ -52,6 +52,8 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from .provenance import pool_key
+
 
 # ---------------------------------------------------------------------------------------------
 # Vocabulary
@@ -83,7 +85,7 @@ PAPER_COUNTERPART = {
     "squad": ("squad", {"exact_match": "em", "f1": "f1"}),
     "qqp": ("qqp", {"accuracy": "acc", "f1": "f1"}),
 }
-PROFILES = ("smoke", "small", "medium", "gpu", "paper")
+PROFILES = ("minilm", "smoke", "demo", "gpu", "paper")  # movprune.profiles.PROFILES
 TYPE_ORDER = ("attention.self.query", "attention.self.key", "attention.self.value",
               "attention.output.dense", "intermediate.dense", "output.dense")
 TYPE_LABELS = {"attention.self.query": "query", "attention.self.key": "key", "attention.self.value": "value",
@@ -127,7 +129,7 @@ def runs_dir(results_dir: str | os.PathLike) -> Path:
 def check_parameters(profile, results_dir, tasks) -> list[str]:
     """Validate the notebook parameters; returns the task list. Raises :class:`AnalysisError`.
 
-    ``profile`` must be one of smoke/small/paper, ``results_dir`` an existing folder holding a
+    ``profile`` must be one of :data:`PROFILES`, ``results_dir`` an existing folder holding a
     ``runs/`` store, ``tasks`` a comma-separated string (or a list) of task names.
     """
     if not isinstance(profile, str) or profile not in PROFILES:
@@ -177,12 +179,12 @@ def _target_remaining(rec: dict) -> Optional[float]:
 # configurations (none may hide another); a record without the field had the legacy value
 RECIPE_FIELDS = ("lr", "score_lr", "max_length", "final_threshold", "freeze_embeddings", "bf16", "group_by_length",
                  "constant_lambda", "sparsity_warmup_steps", "sparsity_cooldown_steps", "stop_on_collapse", "eval_split",
-                 "teacher_lr")
+                 "teacher_lr", "clip")
 RECORD_COLUMNS = ["run_id", "task", "model", "method", "scope", "distill", "seed", "final_lambda", "target_remaining",
                   *RECIPE_FIELDS,
                   "remaining", "remaining_paper", "remaining_pct", "remaining_paper_pct", "main_metric", "score",
                   "steps", "max_steps", "stopped_at_step", "collapsed", "one_class", "train_time_s", "device",
-                  "finished_at", "metrics", "per_layer", "per_type", "per_matrix", "npz"]
+                  "finished_at", "pool", "metrics", "per_layer", "per_type", "per_matrix", "npz"]
 
 
 def stopped_at_step(record: dict) -> Optional[int]:
@@ -248,7 +250,7 @@ def records_frame(records: Iterable[dict], store_root: Optional[Path] = None) ->
             "steps": trained_steps(rec), "max_steps": rec.get("max_steps") or rec.get("steps"),
             "stopped_at_step": stopped_at_step(rec), "collapsed": is_collapsed(rec), "one_class": rec.get("collapsed"),
             "train_time_s": rec.get("train_time_s"), "device": rec.get("device"),
-            "finished_at": rec.get("finished_at"),
+            "finished_at": rec.get("finished_at"), "pool": pool_key(rec),
             "metrics": metrics, "per_layer": rec.get("per_layer") or {}, "per_type": rec.get("per_type") or {},
             "per_matrix": rec.get("per_matrix") or {}, "npz": npz,
         }
@@ -304,11 +306,16 @@ def load_records(store_dir: str | os.PathLike, model: Optional[str] = None, dedu
     return df.reset_index(drop=True)
 
 
-def select(df: pd.DataFrame, task=None, method=None, distill=None, scope=None, model=None, seed=None) -> pd.DataFrame:
-    """Rows matching every given filter (a value or a list of values)."""
+def select(df: pd.DataFrame, task=None, method=None, distill=None, scope=None, model=None, seed=None,
+           clip="all") -> pd.DataFrame:
+    """Rows matching every given filter (a value or a list of values). ``clip``: the gradient-clipping
+    variant (default the recipe's, "all"; None for every variant), so a variant run never joins a cell
+    of the recipe."""
     out = df
     for col, val in (("task", task), ("method", method), ("distill", distill), ("scope", scope),
-                     ("model", model), ("seed", seed)):
+                     ("model", model), ("seed", seed), ("clip", clip)):
+        if col not in out.columns:
+            continue
         if val is None:
             continue
         vals = list(val) if isinstance(val, (list, tuple, set)) else [val]

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from . import reference
+from .provenance import pinned_pool
 from .records import (METHOD_LABELS, PAPER_COUNTERPART, PENALTY_METHODS, RECORD_COLUMNS, TABLE_METHODS, TOPK_METHODS,
                       _agg, _at, _main_metric, _metric_col, _metric_values, interpolate_at, interpolation_bracket,
                       pct_label, select, task_label)
@@ -48,12 +49,16 @@ from .records import (METHOD_LABELS, PAPER_COUNTERPART, PENALTY_METHODS, RECORD_
 TABLE_METRICS = {"squad": ("exact_match", "f1"), "qqp": ("accuracy", "f1")}
 DASH = "—"
 WIDE_BRACKET = 3.0  # a seed interpolated between runs more than 3x apart in kept fraction: marked
-INTERP_MARK, WIDE_MARK, COLLAPSED_MARK = "*", "†", "‡"
+INTERP_MARK, WIDE_MARK, COLLAPSED_MARK, STACK_MARK = "*", "†", "‡", "§"
 WIDE_NOTE = (f"{WIDE_MARK} = wide bracket: a seed of the cell was interpolated between two runs more than "
              f"{WIDE_BRACKET:g}x apart in kept fraction.")
 COLLAPSED_NOTE = (f"{COLLAPSED_MARK} = the cell includes a collapsed run (its training loss sat at the loss of a "
                   f"constant prediction until training ended; \"stopped on collapse\": the collapse rule ended it "
                   f"early); such a run counts in n with its measured score.")
+
+
+STACK_NOTE = (f"{STACK_MARK} = records of this cell trained on another software stack or training set (torch / "
+              f"transformers versions, number of training features) were left out: a cell pools one stack only.")
 
 
 def collapse_note(collapsed: int, stopped: int) -> str:
@@ -95,9 +100,11 @@ def cell_value(df: pd.DataFrame, task: str, method: str, remaining: float, disti
     None otherwise): the lowest / highest kept fraction of the runs the seeds were interpolated
     between, the widest seed's high / low, and whether that exceeds :data:`WIDE_BRACKET`.
     ``collapsed`` / ``stopped``: how many seeds rest on a collapsed run / a run stopped on collapse.
+    ``other_stack``: records of this cell left out because they ran on another software stack or
+    training set than the cell's (:func:`one_pool`): a cell pools one stack only.
     """
     base = dict(mean=None, std=None, n=0, interpolated=False, seed_values=[], bracket_low=None, bracket_high=None,
-                bracket_ratio=None, wide_bracket=False, collapsed=0, stopped=0)
+                bracket_ratio=None, wide_bracket=False, collapsed=0, stopped=0, other_stack=0)
     col = _metric_col(metric)
 
     def seeds(values, flags=()):
@@ -110,13 +117,19 @@ def cell_value(df: pd.DataFrame, task: str, method: str, remaining: float, disti
         return rows[rows[col].notna()] if col in rows.columns else rows.iloc[:0]
 
     if method in ("dense", "zero_encoder"):
-        rows = scored(select(df, task=task, method=method))
-        return seeds(_metric_values(rows, metric), run_flags(rows))
+        rows, left = one_pool(scored(select(df, task=task, method=method)))
+        return {**seeds(_metric_values(rows, metric), run_flags(rows)), "other_stack": left}
     rows = select(df, task=task, method=method, distill=distill)
     if method in TOPK_METHODS:
-        rows = scored(rows[(rows.scope == scope)
-                           & np.isclose(rows.target_remaining.astype(float), remaining, rtol=1e-6)])
-        return seeds(_metric_values(rows, metric), run_flags(rows))
+        rows, left = one_pool(scored(rows[(rows.scope == scope)
+                                          & np.isclose(rows.target_remaining.astype(float), remaining, rtol=1e-6)]))
+        return {**seeds(_metric_values(rows, metric), run_flags(rows)), "other_stack": left}
+    all_rows, (rows, _) = rows, one_pool(rows)
+    # records of another pool count against the cell where they would have bracketed a seed's target
+    base["other_stack"] = sum(
+        interpolation_bracket(list(zip(g[convention], g[col])), remaining)
+        != interpolation_bracket(list(zip(rows[rows.seed == seed][convention], rows[rows.seed == seed][col])), remaining)
+        for seed, g in all_rows.groupby("seed")) if col in all_rows.columns and len(rows) < len(all_rows) else 0
     if col not in rows.columns or rows.empty:
         return base
     values, brackets, flags = [], [], []
@@ -143,12 +156,23 @@ def cell_value(df: pd.DataFrame, task: str, method: str, remaining: float, disti
             "bracket_ratio": ratio, "wide_bracket": ratio is not None and ratio > WIDE_BRACKET}
 
 
+def one_pool(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """``(rows, left_out)``: the rows of one software stack and training set (the ``pool`` column,
+    :func:`movprune.provenance.pool_key`), the pinned one where they differ
+    (:func:`movprune.provenance.pinned_pool`), and how many rows of other pools were left out."""
+    if "pool" not in rows.columns or rows["pool"].nunique(dropna=True) <= 1:
+        return rows, 0
+    keep = rows["pool"] == pinned_pool(rows["pool"])
+    return rows[keep], int((~keep).sum())
+
+
 def cell_marks(cells: Sequence[dict]) -> str:
     """The marks of a table cell made of ``cells`` (one per metric): "*" interpolated, "†" wide bracket,
-    "‡" includes a collapsed run."""
+    "‡" includes a collapsed run, "§" records of another stack left out."""
     return ((INTERP_MARK if any(c.get("interpolated") for c in cells) else "")
             + (WIDE_MARK if any(c.get("wide_bracket") for c in cells) else "")
-            + (COLLAPSED_MARK if any(c.get("collapsed") for c in cells) else ""))
+            + (COLLAPSED_MARK if any(c.get("collapsed") for c in cells) else "")
+            + (STACK_MARK if any(c.get("other_stack") for c in cells) else ""))
 
 
 def _fmt(mean, std, digits=1) -> str:
@@ -263,6 +287,8 @@ def results_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[f
         notes.append(WIDE_NOTE)
     if any(c["collapsed"] for c in long):
         notes.append(COLLAPSED_NOTE)
+    if any(c.get("other_stack") for c in long):
+        notes.append(STACK_NOTE)
     shown = select(df, task=list(tasks), distill=bool(distill)) if not df.empty else df
     unknown = int(shown["collapsed"].isna().sum()) if "collapsed" in shown else 0
     if unknown:

@@ -37,3 +37,31 @@ def test_records_of_another_stack_or_data_are_kept_apart():
     # each task has its own pinned key
     kept, left = split_by_pool([_record(task="sick", features=4500), _record()])
     assert len(kept) == 2 and not left
+
+
+def _run(seed, score, torch="2.13.0+cpu", transformers="5.24.0", clip=None, features=4500):
+    rec = {"run_id": f"sick-m-{seed}-{torch}-{clip}", "task": "sick", "model": "minilm", "method": "movement",
+           "scope": "local", "distill": False, "seed": seed, "remaining": 0.03, "target_remaining": 0.03,
+           "main_metric": "accuracy", "score": score, "metrics": {"accuracy": score}, "train_examples": features,
+           "versions": {"torch": torch, "transformers": transformers}, "finished_at": f"2026-12-0{seed + 1}"}
+    if clip is not None:
+        rec["clip"] = clip
+    return rec
+
+
+def test_a_cell_pools_one_stack_and_the_recipe_only():
+    from movprune.records import records_frame
+    from movprune.tables import STACK_MARK, cell_marks, cell_value
+
+    records = [_run(0, 80.0), _run(1, 81.0), _run(2, 70.0, torch="2.11.0+cu130", transformers="5.17.0"),
+               _run(0, 60.0, clip="weights")]
+    cell = cell_value(records_frame(records), "sick", "movement", 0.03, False, "accuracy")
+    assert cell["n"] == 2 and cell["mean"] == 80.5  # the other stack's seed and the clip variant stay out
+    assert cell["other_stack"] == 1 and STACK_MARK in cell_marks([cell])
+    # the clip variant is a cell of its own
+    from movprune.records import select
+    variant = select(records_frame(records), task="sick", method="movement", clip="weights")
+    assert list(variant.score) == [60.0]
+    # one stack: nothing left out, no mark
+    alone = cell_value(records_frame(records[:2]), "sick", "movement", 0.03, False, "accuracy")
+    assert alone["other_stack"] == 0 and STACK_MARK not in cell_marks([alone])
