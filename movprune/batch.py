@@ -1,23 +1,28 @@
 """The main job: every run the notebooks need, then every notebook, into ``results/<profile>/``.
 
-    python -m movprune batch                      # profile 'small' (the default), then the other
-                                                  # profiles' committed records re-rendered
-    python -m movprune batch --profile smoke      # the whole pipeline in minutes
+    python -m movprune batch                      # profile 'minilm' (the default: the sound replication,
+                                                  # SST-2, SICK and SQuAD), then the other profiles'
+                                                  # committed records re-rendered (gpu)
+    python -m movprune batch --only notebooks     # figures and tables from the store, nothing trained
+    python -m movprune batch --dry-run            # which runs have no record, and their training time
+    python -m movprune batch --profile smoke      # the whole pipeline in minutes (a random tiny BERT)
     python -m movprune batch --only sweeps        # training only (e.g. on a GPU machine)
-    python -m movprune batch --only notebooks     # figures and tables from the store
 
 Two steps, both restartable:
 
 1. sweeps - each run of the profile is looked up in the results store and trained only when
    missing; a run that fails is reported and the others go on; a run another batch process is
-   training right now (a lock file) is skipped by this one.
+   training right now (a lock file) is skipped by this one. With every run stored this is a lookup.
 2. notebooks - each notebook in ``notebooks/`` is executed with papermill into
    ``results/<profile>/notebooks/``; they write ``figures/`` and ``tables/``. A failing
-   notebook does not stop the others.
+   notebook does not stop the others. The executed copies are scrubbed of what changes from one
+   execution, machine or checkout to the next (timestamps, absolute paths), so a re-render of
+   unchanged records on a fresh clone leaves ``git status`` clean.
 
-With no ``--profile``, the batch then re-renders every other profile whose run records are
-committed under ``results/`` (``medium``: SST-2 and SICK; ``gpu``): notebooks only, nothing trained
-for them (``--also none`` skips this; ``--profile medium`` trains that profile's missing runs).
+With no ``--profile``, the batch renders ``minilm`` with all its tasks first, then re-renders every
+other profile whose run records are committed under ``results/`` (``gpu``): notebooks only, nothing
+trained for them (``--also none`` skips this; ``--profile gpu`` trains that profile's missing runs).
+``demo`` (300-step runs, most pruned ones collapsed) and ``smoke`` are never rendered by default.
 
 Finally ``results/<profile>/README.md`` shows every figure and table with the profile, machine and
 wall time that produced them. The exit status is 1 when any run or notebook failed.
@@ -36,8 +41,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from .profiles import get_profile
+from .profiles import DEFAULT_PROFILE, get_profile
 from .store import ResultStore
+from .gpus import pinned_gpu, process_pool, visible_gpus
 from .train import bf16_native, emulated_bf16_note, final_model_dir, run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,8 +84,10 @@ def _train_one(config, store_root: str, work_dir: str, threads: int = 0, force: 
             return "skipped", run_id, "another batch process is training it"
         try:
             r = run(config, store=store, work_dir=work, progress=False, force=force)
+            gpu = pinned_gpu()
             return "trained", run_id, (f"{r['main_metric']} {r['score']:.2f}, remaining {r['remaining']:.4f}, "
-                                       f"{r['train_time_s']:.0f}s" + (" (COLLAPSED: one class)" if r.get("collapsed") else ""))
+                                       f"{r['train_time_s']:.0f}s" + (" (COLLAPSED: one class)" if r.get("collapsed") else "")
+                                       + (f" (GPU {gpu})" if gpu is not None else ""))
         except Exception as e:  # one failing run must not stop the batch
             traceback.print_exc(file=sys.stderr)
             return "failed", run_id, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
@@ -97,11 +105,12 @@ def missing_teachers(configs, work_dir) -> list:
 
 
 def default_jobs() -> int:
-    """Parallel runs: 2 on a CPU-only machine with >= 2 cores (two 1-thread runs beat one 2-thread run
-    by ~15% on the 2-core reference machine), else 1."""
-    import torch
-
-    return 2 if not torch.cuda.is_available() and (os.cpu_count() or 1) >= 2 else 1
+    """Parallel runs: one per GPU (:func:`movprune.gpus.visible_gpus`); without a GPU 2 on a machine with
+    >= 2 cores (two 1-thread runs beat one 2-thread run by ~15% on the 2-core reference machine), else 1."""
+    gpus = visible_gpus()
+    if gpus:
+        return len(gpus)
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 
 def sweep_phases(todo, work_dir) -> list:
@@ -123,10 +132,12 @@ def sweep_phases(todo, work_dir) -> list:
             lambda: [(c, False) for c in distilled]]
 
 
-def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print, jobs: int = 1) -> dict:
+def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print, jobs: int = 1, gpus=None) -> dict:
     """Train every missing config. Returns counts and the failures ``{run_id: message}``.
 
-    With ``jobs > 1`` runs go to that many worker processes, each with ``cores // jobs`` threads.
+    With ``jobs > 1`` runs go to that many worker processes, each with ``cores // jobs`` threads and,
+    on a machine with GPUs (``gpus``, default :func:`movprune.gpus.visible_gpus`), one GPU of its own
+    (also at ``jobs=1`` when there are several GPUs).
     Runs without distillation (the teachers among them) go first, then the distilled ones
     (:func:`sweep_phases`). A teacher whose record is stored but whose model folder is not in
     ``work_dir`` (records travel, models do not) is retrained once, beside the undistilled runs, so
@@ -140,6 +151,9 @@ def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print, jobs: int
     failures, skipped = {}, []
     todo = [c for c in configs if store.get(c.run_id()) is None]
     counts["cached"] = len(configs) - len(todo)
+    if not todo:  # nothing to train: no progress bar (a missing run's teachers are found through it)
+        log(f"[batch] all {len(configs)} runs are stored; nothing to train")
+        return {**counts, "failed": failures, "skipped": skipped}
     bar = tqdm(total=len(todo), desc="runs", unit="run")
 
     def record(result):
@@ -163,17 +177,17 @@ def run_sweeps(configs, store: ResultStore, work_dir: Path, log=print, jobs: int
         bar.refresh()
         return out
 
-    if jobs <= 1:
+    gpus = visible_gpus() if gpus is None else gpus
+    if jobs <= 1 and len(gpus) <= 1:
         for phase in phases:
             for config, force in items(phase):
                 bar.set_postfix_str(config.run_id()[:48])
                 record(_train_one(config, str(store.root), str(work_dir), force=force))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+    else:  # one GPU per run even at --jobs 1: a process seeing several would split batches over them
+        from concurrent.futures import as_completed
 
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        with process_pool(jobs, gpus) as pool:
             for phase in phases:
                 futures = [pool.submit(_train_one, c, str(store.root), str(work_dir), threads, force)
                            for c, force in items(phase)]
@@ -253,10 +267,61 @@ def _remove_stale_outputs(results_dir: Path, started: float, log=print) -> None:
 _VOLATILE_PAPERMILL = ("start_time", "end_time", "duration", "input_path", "output_path")
 
 
+def path_placeholders() -> list:
+    """``[(absolute folder, placeholder), ...]``, longest folder first: the folders of this checkout and
+    of this Python that an executed notebook's output may name (a warning's source file, a traceback),
+    and what :func:`scrub_paths` writes instead, so that the committed copy is the same on every machine."""
+    import site
+
+    roots = {str(REPO): "<repo>", str(Path.home()): "<home>"}
+    for prefix in {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix}:
+        roots[prefix] = "<python>"
+    for folder in [*site.getsitepackages(), site.getusersitepackages()]:
+        roots[folder] = "<site-packages>"
+    for folder in list(roots):
+        try:  # the same folder as the kernel may spell it (through a symlink)
+            roots.setdefault(os.path.realpath(folder), roots[folder])
+        except OSError:
+            pass
+    return sorted(((k, v) for k, v in roots.items() if k not in ("", os.sep)), key=lambda kv: -len(kv[0]))
+
+
+def scrub_paths(text: str, placeholders=None) -> str:
+    """``text`` with every absolute folder of :func:`path_placeholders` replaced by its placeholder
+    (whole folder names only: ``/home/u`` is not replaced inside ``/home/user``)."""
+    import re
+
+    for folder, name in placeholders if placeholders is not None else path_placeholders():
+        if folder in text:
+            text = re.sub(re.escape(folder) + r"(?![^\\/\s'\"`:;,)\]])", lambda _: name, text)
+    return text
+
+
+def _scrub_output(out: dict, placeholders) -> dict:
+    """One cell output with :func:`scrub_paths` applied to its text (streams, tracebacks, plain-text data)."""
+    def fix(value):
+        if isinstance(value, str):
+            return scrub_paths(value, placeholders)
+        if isinstance(value, list):
+            return [fix(v) for v in value]
+        return value
+
+    out = dict(out)
+    for key in ("text", "traceback", "evalue"):
+        if key in out:
+            out[key] = fix(out[key])
+    if isinstance(out.get("data"), dict):
+        out["data"] = {mime: fix(v) if mime.startswith("text/") else v for mime, v in out["data"].items()}
+    return out
+
+
 def scrub_notebook(path: Path) -> None:
     """Remove what changes on every execution from an executed notebook: papermill's and the kernel's
-    timestamps, the absolute input/output paths, the random id of the injected parameters cell, and the
-    chunking of printed text (how a stream splits into outputs depends on when the kernel flushed)."""
+    timestamps and per-cell timings, the absolute input/output paths, absolute folders in the outputs
+    (:func:`scrub_paths`: the checkout, the Python installation, the home folder), the random id of the
+    injected parameters cell, and the chunking of printed text (how a stream splits into outputs depends
+    on when the kernel flushed)."""
+    placeholders = path_placeholders()
     nb = json.loads(path.read_text(encoding="utf-8"))
     for key in _VOLATILE_PAPERMILL:
         nb.get("metadata", {}).get("papermill", {}).pop(key, None)
@@ -268,7 +333,7 @@ def scrub_notebook(path: Path) -> None:
         if "injected-parameters" in meta.get("tags", []):
             cell["id"] = "injected-parameters"
         if cell.get("outputs"):
-            cell["outputs"] = _merge_streams(cell["outputs"])
+            cell["outputs"] = [_scrub_output(o, placeholders) for o in _merge_streams(cell["outputs"])]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -384,14 +449,12 @@ def write_readme(results_dir: Path, meta: dict, missing=()) -> Path:
     if training:
         lines += [f"Wall time of the last invocation that trained runs: {training['wall_s'] / 60:.1f} min for "
                   f"{training['trained']} runs on {training['machine']} (torch {training['torch']}"
-                  + (f", {training['jobs']} run(s) at a time" if training.get("jobs") else "")
+                  + (", one Ray task per run" if training.get("jobs") == "ray"
+                     else f", {training['jobs']} run(s) at a time" if training.get("jobs") else "")
                   + f"), finished {training['finished_at']}.", ""]
-    n_runs = len(list((results_dir / 'runs').glob('*.json')))
-    if meta.get("sweeps"):
-        lines += [f"Runs in the store: {n_runs}; the last invocation trained {meta['sweeps'].get('trained', 0)} "
-                  f"and found {meta['sweeps'].get('cached', 0)} cached.", ""]
-    else:  # --only notebooks: nothing was looked up or trained
-        lines += [f"Runs in the store: {n_runs}; the last invocation only re-executed the notebooks.", ""]
+    stored = {p.stem for p in (results_dir / "runs").glob("*.json")}
+    # what the store holds, not what this invocation did: a re-render writes the same page
+    lines += [f"Runs in the store: {len(stored)}.", ""]
     devices = _run_devices(results_dir / "runs")
     if devices:
         lines += ["Runs in the store, by the device that trained them: "
@@ -401,7 +464,8 @@ def write_readme(results_dir: Path, meta: dict, missing=()) -> Path:
         lines += ["Training time (each record's own `train_time_s`, summed as if one run at a time; "
                   "`cpu x1` = one thread, so two runs side by side on 2 cores halve the wall time):", ""]
         lines += [f"- {c}" for c in cost] + [""]
-    failed_runs = meta["sweeps"].get("failed") or {}
+    # a run that failed in the last training invocation and is stored by now (retrained) is no failure
+    failed_runs = {k: v for k, v in ((meta.get("sweeps") or {}).get("failed") or {}).items() if k not in stored}
     failed_nbs = {k: v for k, v in (meta.get("notebooks") or {}).items() if v}
     if failed_runs or failed_nbs:
         lines += ["## Failures", ""] + [f"- run `{k}`: {v}" for k, v in failed_runs.items()] + \
@@ -435,8 +499,11 @@ def write_index(results_root: Path) -> Path:
 
     parts = ["# movprune results", "",
              "Written by `python -m movprune batch`; one section per profile that has been run. "
-             "Each profile's own page is `results/<profile>/README.md`.", ""]
-    for page in sorted(Path(results_root).glob("*/README.md")):
+             f"Each profile's own page is `results/<profile>/README.md`; `{DEFAULT_PROFILE}` (the default profile) first.",
+             ""]
+    pages = sorted(Path(results_root).glob("*/README.md"), key=lambda page: (page.parent.name != DEFAULT_PROFILE,
+                                                                            page.parent.name))
+    for page in pages:  # the default profile (the sound replication) first
         profile = page.parent.name
         text = page.read_text()
         text = re.sub(r"\]\((figures|tables|notebooks)/", rf"]({profile}/\1/", text)
@@ -489,6 +556,8 @@ def _dry_run(profile, task_list, seed_list, configs, store: ResultStore, work: P
     teachers = [t for t in missing_teachers([c for c in todo if c.distill], work) if t.run_id() not in todo_ids]
     print(f"[batch] profile {profile} ({', '.join(task_list)}; seeds {seed_list}): {len(configs)} runs, "
           f"{len(configs) - len(todo)} stored, {len(todo)} to train (dry run: nothing is trained or written)")
+    from .estimate import estimate_lines
+
     for c in todo:
         print(f"  {c.run_id()}")
     if teachers and any(c.distill for c in todo):
@@ -497,15 +566,21 @@ def _dry_run(profile, task_list, seed_list, configs, store: ResultStore, work: P
               + ", ".join(t.run_id() for t in teachers))
     for line in training_cost(store.root, todo):
         print(f"[batch] {line}")
+    for line in estimate_lines(todo, list(store.records()), profile=profile) if todo else ():
+        print(f"[batch] {line}")
     note = _emulated_bf16(profile, todo)
     if note:
         print(f"[batch] note: {note}; the estimate above is from the stored runs' machines")
     return 0
 
 
-def run_batch(profile: str = "small", tasks=None, seeds=None, results="results", work_dir="checkpoints",
-              only=None, notebooks_dir: Path = NOTEBOOKS, jobs=None, also=(), dry_run: bool = False) -> int:
+def run_batch(profile: str = DEFAULT_PROFILE, tasks=None, seeds=None, results="results", work_dir="checkpoints",
+              only=None, notebooks_dir: Path = NOTEBOOKS, jobs=None, also=(), dry_run: bool = False,
+              executor: str = "local", address=None) -> int:
     """The whole job; returns the process exit status (0 = everything succeeded).
+
+    ``executor``: "local" (this machine's processes, one run per GPU) or "ray" (one Ray task per run on
+    the cluster at ``address``, :mod:`movprune.cluster`; the store is written by this process only).
 
     ``also``: further profiles whose notebooks are re-executed over their stored records after this
     one (nothing is trained for them), e.g. ``committed_profiles(results, exclude=[profile])``.
@@ -527,6 +602,14 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
                              f"choose from {', '.join(prof.budgets)}")
     if jobs is not None and jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if executor not in ("local", "ray"):
+        raise ValueError(f"unknown executor {executor!r}; choose local or ray")
+    if executor == "ray" and jobs is not None:
+        raise ValueError("--jobs is for the local executor; on Ray each run takes one GPU (or one CPU) of the cluster")
+    if executor == "ray" and not dry_run and only != "notebooks":
+        from .cluster import import_ray
+
+        import_ray()  # not installed: one line, before any work
     if seeds is not None and seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {seeds}")
     seed_list = list(range(seeds)) if seeds else list(prof.seeds)
@@ -553,14 +636,24 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
             + (f" --seeds {seeds}" if seeds else ""),
             "sweeps": old.get("sweeps", {}), "training": old.get("training") or _legacy_training(old),
             "notebooks": old.get("notebooks", {})}
-    ok = True
+    ok, failed_now = True, {}
     if only in (None, "sweeps"):
         print(f"[batch] profile {profile}: {len(configs)} runs ({', '.join(task_list)}; seeds {seed_list})")
         t0 = time.time()
-        jobs = jobs or default_jobs()
-        print(f"[batch] {jobs} parallel run(s)")
-        sweeps = run_sweeps(configs, store, work, jobs=jobs)
-        meta["sweeps"] = sweeps
+        if executor == "ray":
+            from .cluster import run_sweeps_ray
+
+            jobs = "ray"
+            sweeps = run_sweeps_ray(configs, store, work, address=address)
+        else:
+            jobs = jobs or default_jobs()
+            print(f"[batch] {jobs} parallel run(s)")
+            sweeps = run_sweeps(configs, store, work, jobs=jobs)
+        if sweeps["trained"] or sweeps["failed"] or sweeps.get("skipped"):
+            # a sweep that found every run stored was a lookup: batch.json and the page stay what a
+            # notebooks-only rendering writes, so the main command re-renders a complete store unchanged
+            meta["sweeps"] = sweeps
+        failed_now = sweeps["failed"]
         if sweeps["trained"] or sweeps["failed"]:
             meta["training"] = {"trained": sweeps["trained"], "wall_s": round(time.time() - t0, 1), "jobs": jobs,
                                 "machine": machine, "torch": torch.__version__,
@@ -580,7 +673,7 @@ def run_batch(profile: str = "small", tasks=None, seeds=None, results="results",
     shown_configs = configs if shown == task_list else prof.all_configs(shown, seed_list)
     readme = write_readme(results_dir, meta, missing=[c for c in shown_configs if c.run_id() not in have])
     write_index(Path(results))
-    failed = list(meta["sweeps"].get("failed", {})) + [k for k, v in meta["notebooks"].items() if v]
+    failed = list(failed_now) + [k for k, v in meta["notebooks"].items() if v]
     print(f"[batch] wrote {readme}; " + ("all succeeded" if not failed else f"FAILED: {', '.join(failed)}"))
     for name in also if only != "sweeps" else ():  # --only sweeps renders nothing
         n = len(list((Path(results) / name / "runs").glob("*.json")))

@@ -4,9 +4,9 @@
     python -m movprune run --task sst2 --method soft_movement --final-lambda 200 --distill
     python -m movprune sweep --task sst2 --method magnitude movement --remaining 0.1 0.03 0.01
     python -m movprune list
-    python -m movprune batch --profile small     # sweeps + every notebook into results/
-    python -m movprune diagnose checkpoints/small/<run id>/final --task sst2   # a collapsed model?
-    python -m movprune export checkpoints/small/<run id>/final model.mvp --quantization per_tensor
+    python -m movprune batch                     # profile minilm: missing runs + every notebook into results/
+    python -m movprune diagnose checkpoints/minilm/<run id>/final --task sst2   # a collapsed model?
+    python -m movprune export checkpoints/minilm/<run id>/final model.mvp --quantization per_tensor
 
 Every error in the input (a misspelled flag, unknown task, method or model, missing data, a
 malformed data file, v outside (0, 1], lambda < 0, a run folder of another config, ...) ends with
@@ -118,14 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_flags(p_sweep, sweep=True)
     p_list = sub.add_parser("list", help="the runs in the results store", allow_abbrev=False)
     p_list.add_argument("--store", default="results/runs")
-    p_batch = sub.add_parser("batch", help="the main job: sweeps for every notebook, then every notebook",
-                             allow_abbrev=False)
-    p_batch.add_argument("--profile", default=None, help="smoke | small (default) | medium | gpu | paper")
+    p_batch = sub.add_parser(
+        "batch", help="the main job: sweeps for every notebook, then every notebook", allow_abbrev=False,
+        description="Train the profile's missing runs, then execute every notebook into results/<profile>/. "
+                    "With no --profile: minilm (MiniLM-L6 on SST-2, SICK and SQuAD with the recipe under which "
+                    "the methods do not collapse; all its tasks), then the other profiles with committed records "
+                    "re-rendered (notebooks only).")
+    p_batch.add_argument("--profile", default=None,
+                         help="minilm (default: the sound replication) | gpu | paper | demo (300-step quick look, "
+                              "most pruned runs collapse) | smoke (tests)")
     p_batch.add_argument("--also", default=None,
                          help="comma-separated profiles whose stored runs are re-rendered afterwards (notebooks "
                               "only), or 'none'; default: with no --profile, every other profile with "
                               "committed runs, else none")
-    p_batch.add_argument("--tasks", default=None, help="comma-separated tasks, or 'all' (default: the profile's)")
+    p_batch.add_argument("--tasks", default=None,
+                         help="comma-separated tasks, or 'all' (default: the profile's; minilm: sst2,sick,squad)")
     p_batch.add_argument("--seeds", type=int, default=None, help="seeds per config (default: the profile's)")
     p_batch.add_argument("--results", default="results", help="output folder (default results)")
     p_batch.add_argument("--work-dir", default="checkpoints")
@@ -135,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="run only the training sweeps (e.g. on a GPU box) or only the notebooks")
     p_batch.add_argument("--dry-run", action="store_true",
                          help="list the runs without a record and estimate their training time; train nothing")
+    p_batch.add_argument("--executor", choices=["local", "ray"], default="local",
+                         help="local: this machine's processes, one run per GPU (default); ray: one Ray task per "
+                              "run on a Ray cluster (pip install -e '.[cluster]'; docs/cluster.md)")
+    p_batch.add_argument("--address", default=None,
+                         help="with --executor ray: the cluster to join (auto = the one `ray start` began here; "
+                              "default $RAY_ADDRESS, else a new cluster of this machine)")
     p_diag = sub.add_parser("diagnose", help="does a (pruned) model's representation still depend on the input?",
                             description="Per layer: spread of the hidden states across eval tokens vs their "
                                         "common offset, and the predicted-class histogram (movprune/diagnose.py).",
@@ -254,17 +267,19 @@ def main(argv=None) -> int:
                 print(_fmt(record))
         elif args.command == "batch":
             from .batch import committed_profiles, run_batch
+            from .profiles import DEFAULT_PROFILE
 
-            profile = args.profile or "small"
-            if args.also is None:
-                also = [] if args.profile else committed_profiles(args.results, exclude=[profile, "smoke", "paper"])
+            profile = args.profile or DEFAULT_PROFILE
+            if args.also is None:  # never demo (not a result), smoke (tests) or paper (no records of ours)
+                also = [] if args.profile else committed_profiles(args.results,
+                                                                  exclude=[profile, "smoke", "demo", "paper"])
             elif args.also.strip().lower() == "none":
                 also = []
             else:
                 also = [p.strip() for p in args.also.split(",") if p.strip() and p.strip() != profile]
             return run_batch(profile=profile, tasks=args.tasks, seeds=args.seeds, results=args.results,
                              work_dir=args.work_dir, only=args.only, jobs=args.jobs, also=also,
-                             dry_run=args.dry_run)
+                             dry_run=args.dry_run, executor=args.executor, address=args.address)
         elif args.command == "diagnose":
             from .diagnose import diagnose_folder, format_report
 

@@ -1,10 +1,10 @@
 """Figures from the records: metric vs remaining weights, weights of one matrix, local vs global, per layer.
 
     from movprune import figures, records
-    df = records.load_records("results/small")
+    df = records.load_records("results/minilm")
     fig = figures.plot_metric_vs_remaining(df, "sst2", distill=False)
-    figures.save_figure(fig, "results/small", "metric_vs_remaining_sst2")  # -> figures/*.png|pdf
-    figures.show(fig, "results/small", "metric_vs_remaining_sst2")         # save, then display in a notebook
+    figures.save_figure(fig, "results/minilm", "metric_vs_remaining_sst2")  # -> figures/*.png|pdf
+    figures.show(fig, "results/minilm", "metric_vs_remaining_sst2")         # save, then display in a notebook
 
 * Figures are plain :class:`matplotlib.figure.Figure` objects (no pyplot state, any backend);
   every method has one colour and marker across all figures (:data:`METHOD_STYLE`).

@@ -1,20 +1,24 @@
-"""Profiles: which runs the paper's tables and figures need, at three scales.
+"""Profiles: which runs the paper's tables and figures need, at several scales.
 
-* ``smoke`` - a random 2-layer BERT, a few hundred examples: the whole pipeline in minutes (CI).
-* ``small`` - the default: MiniLM-L6 (offline) on SST-2 (and, with ``--tasks all``, SICK as
-  the MNLI stand-in and the offline SQuAD split), the paper's recipe scaled to a 2-core CPU.
-* ``medium`` - MiniLM-L6 on all of SST-2 and on SICK with the recipe under which movement pruning did
-  not collapse here (3,400 steps, first weight pruned after 1,000, ramp 2,000, bf16; docs/findings.md):
-  ~25-65 min per run on one CPU core; magnitude and movement at 10 / 3 / 1%, on SICK also soft
-  movement and L0, global magnitude / movement, distillation for a few SICK cells, the encoder-zeroed
-  control. SQuAD (192-token windows, ``--tasks squad``): ~2 h per run on one core, or one GPU
-  (scripts/gpu_medium.py).
-* ``gpu``   - MiniLM-L6 again, with the paper's learning rates and 2 epochs of all of SST-2 (~16x the
-  small profile's steps): for one GPU.
+* ``minilm`` - the default, and the sound replication: MiniLM-L6 (offline) on all of SST-2, on SICK
+  (the MNLI stand-in) and on the offline SQuAD split, with the recipe under which the pruning methods
+  do not collapse here (3,400 steps, first weight pruned after 1,000, ramp 2,000, bf16;
+  docs/findings.md): ~25-65 min per SST-2 / SICK run and ~2 h per SQuAD run on one CPU core, or one
+  GPU (scripts/gpu_minilm.py). Magnitude and movement at 10 / 3 / 1%; on SICK and SQuAD also soft
+  movement and L0, distillation for a few cells, seeds 1-2 for the cells a claim rests on; on SICK
+  global magnitude / movement, the clipping factor and the high-density crossover; the
+  encoder-zeroed control. Its records are ``results/minilm/runs``.
+* ``smoke`` - a random 2-layer BERT, a few hundred examples: the whole pipeline in minutes (tests).
+* ``demo``  - a quick look, not a result: MiniLM-L6 on 9,600 SST-2 phrases for 300 steps, the whole
+  grid in a few CPU hours. At this budget most pruned runs collapse to the majority class
+  (docs/findings.md), so nothing renders or cites it; ``--profile demo`` trains it.
+* ``gpu``   - MiniLM-L6 with the paper's learning rates and 2 epochs of all of SST-2 (the demo grid
+  with ~16x its steps): for one GPU.
 * ``paper`` - bert-base-uncased on MNLI / QQP / SQuAD from the hub with the authors'
   hyperparameters (reference sheet): for a user with GPUs and internet.
 
 A profile turns into a list of :class:`~movprune.train.RunConfig`; the batch runs the missing ones.
+A run's id hashes its config, not the profile's name: renaming a profile keeps its records.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def _control_budget(base: dict) -> dict:
     """The encoder-zeroed control's budget: the task's, but never stopped by the collapse rule on
     extractive QA. With the encoder zeroed each token still reaches the head through the residual path
     as its own embedding (position and segment included), so a QA head learns token-level priors while
-    its loss sits near the collapsed level (SQuAD, medium profile: stopped at step 578 with the loss still
+    its loss sits near the collapsed level (SQuAD, minilm profile: stopped at step 578 with the loss still
     falling, 5.23 -> 4.86, F1 7.50); a classifier reads only [CLS], whose output no longer depends on
     the input, so there the rule ends a run that cannot learn anything (SST-2: the majority class)."""
     if base.get("stop_on_collapse") and get_task(base["task"]).kind == "qa":
@@ -200,9 +204,10 @@ def _smoke() -> Profile:
     )
 
 
-def _small() -> Profile:
+def _demo() -> Profile:
+    """The former ``small`` profile (its run ids unchanged): 300 steps, most pruned runs collapse."""
     return Profile(
-        name="small", model="minilm", tasks=("sst2",), all_tasks=("sst2", "sick", "squad"),
+        name="demo", model="minilm", tasks=("sst2",), all_tasks=("sst2", "sick", "squad"),
         budgets={
             # SST-2: 300 steps of 32 = one pass over a fixed random 9,600 of the 76,961 training phrases
             # (length-grouped batches, L0 lambda ramped: the recipe its committed records were trained with)
@@ -219,13 +224,14 @@ def _small() -> Profile:
         # L0 100 -> 47%, 1000 -> 3.9%), spaced so that neighbouring runs bracket 10%, 3% and 1%
         soft_lambdas=(100.0, 300.0, 1000.0, 3000.0), l0_lambdas=(300.0, 1000.0, 3000.0, 10000.0),
         soft_score_lr=0.1,
-        notes=("MiniLM-L6 on a 2-core CPU: ~200x fewer steps than the paper (300 instead of ~60k), so the "
+        notes=("a quick demo, not a result (most pruned runs collapse to the majority class at this budget). "
+               "MiniLM-L6 on a 2-core CPU: ~200x fewer steps than the paper (300 instead of ~60k), so the "
                "soft-movement score learning rate is raised 10x (1e-2 -> 1e-1, L0's paper value) to let "
                "scores cross the threshold in time; weight lr 5e-5 (paper 3e-5) for the short run"),
     )
 
 
-# The recipe of the medium profile (docs/findings.md, the seed study): 3,400 steps of batch 64 (2.8 epochs
+# The recipe of the minilm profile (docs/findings.md, the seed study): 3,400 steps of batch 64 (2.8 epochs
 # of SST-2's 76,961 phrases); the first weight pruned after 1,000 steps (fewer collapsed at 10%), the
 # cubic ramp over 2,000 steps (over 1,000 steps movement collapsed at 3% and 1%), 400 steps at the end.
 RECIPE_STEPS, RECIPE_WARMUP, RECIPE_RAMP = 3400, 1000, 2000
@@ -236,13 +242,15 @@ RECIPE = TaskBudget(max_steps=RECIPE_STEPS, batch_size=64, max_length=64, lr=5e-
 # are at most 61 tokens; scored on the 4,927-pair test split (dev's 500 pairs give +-2 points of noise)
 RECIPE_SICK = dataclasses.replace(RECIPE, batch_size=32, eval_split="test")
 # SQuAD (offline split): 192-token windows, stride 64, batch 16 (docs/performance.md: a 384-token step
-# costs 3.4x as much); not in the default tasks (~1.6 s per step on one core)
+# costs 3.4x as much); ~1.6 s per step on one core
 RECIPE_SQUAD = dataclasses.replace(RECIPE, batch_size=16, max_length=192, doc_stride=64)
 
 
-def _medium() -> Profile:
+def _minilm() -> Profile:
+    """The sound replication (the default profile): MiniLM-L6 on SST-2, SICK and SQuAD with the recipe
+    under which the methods do not collapse (``RECIPE``)."""
     return Profile(
-        name="medium", model="minilm", tasks=("sst2", "sick"), all_tasks=("sst2", "sick", "squad"),
+        name="minilm", model="minilm", tasks=("sst2", "sick", "squad"), all_tasks=("sst2", "sick", "squad"),
         budgets={"sst2": RECIPE, "sick": RECIPE_SICK, "squad": RECIPE_SQUAD},
         score_lr=1e-2, distill_options=(False,), with_global=("sick",),
         # SICK only: soft movement (score lr 1e-2, the paper's) and L0 (score lr 1e-1), both with lambda
@@ -286,7 +294,7 @@ def _medium() -> Profile:
                "distillation movement at 10 / 3% and soft movement's lambdas, global magnitude and movement (the "
                "per-layer figure), magnitude, movement and distilled movement at 3% and magnitude and movement "
                "at 10% for 3 seeds (soft movement's 3% and 1% brackets too); the encoder-zeroed control; on SQuAD "
-               "(--tasks squad) magnitude and movement (3% for 3 seeds), soft movement at four lambdas and L0 at "
+               "magnitude and movement (3% for 3 seeds), soft movement at four lambdas and L0 at "
                "three, movement at 3% and soft movement at two lambdas with distillation"),
     )
 
@@ -305,10 +313,10 @@ def _gpu() -> Profile:
                                 group_by_length=True),
         },
         l0_constant_lambda=False,
-        # lambda grids scaled from the small profile's calibration by the number of score updates
+        # lambda grids scaled from the demo (formerly small) profile's calibration by the number of score updates
         # (16x more steps; soft movement back at the paper's score lr 1e-2): not yet calibrated
         soft_lambdas=(30.0, 100.0, 300.0, 1000.0), l0_lambdas=(20.0, 60.0, 200.0, 600.0),
-        notes=("MiniLM-L6 with the paper's learning rates and ~16x the small profile's steps: for one GPU "
+        notes=("MiniLM-L6 with the paper's learning rates and ~16x the demo profile's steps: for one GPU "
                "(the SST-2 grid is ~36 runs of ~5k steps)"),
     )
 
@@ -335,11 +343,12 @@ def _paper() -> Profile:
     )
 
 
-PROFILES = {"smoke": _smoke, "small": _small, "medium": _medium, "gpu": _gpu, "paper": _paper}
+PROFILES = {"minilm": _minilm, "smoke": _smoke, "demo": _demo, "gpu": _gpu, "paper": _paper}
+DEFAULT_PROFILE = "minilm"
 
 
 def get_profile(name: str) -> Profile:
-    """The profile called ``name`` (smoke, small, medium, gpu or paper)."""
+    """The profile called ``name`` (minilm, smoke, demo, gpu or paper)."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
     return PROFILES[name]()

@@ -332,6 +332,9 @@ def save_pretrained(model: nn.Module, path: str, tokenizer=None) -> None:
 
     os.makedirs(path, exist_ok=True)
     model.config.architectures = [type(model).__name__]  # the class that from_pretrained must rebuild
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None:  # the dtype from_pretrained rebuilds it in (a model cast with .double() stays float64)
+        model.config.dtype = dtype
     model.config.save_pretrained(path)
     save_model(model, os.path.join(path, WEIGHTS_NAME))
     if tokenizer is not None:

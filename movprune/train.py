@@ -12,12 +12,19 @@ cached automatically when missing).
 
 Runs are keyed by :meth:`RunConfig.run_id`; the same config twice is a cache hit. A killed run
 resumes from its last checkpoint when started again.
+
+:func:`run_one` is a run without the store: it trains one config and returns its record and the
+store's side files (:class:`RunOutput`); :func:`land` writes those into a store; :func:`run` is the
+two together. The batch's local executor calls :func:`run`; the Ray executor calls :func:`run_one`
+on a worker and lands its output on the driver (:mod:`movprune.cluster`). The pieces live in modules
+of their own and are importable from here too: the config (:mod:`movprune.config`), the ``Trainer``
+subclass and its callbacks (:mod:`movprune.trainer`), checkpoints (:mod:`movprune.checkpoints`), the
+collapse level (:mod:`movprune.collapse`) and the distillation teacher (:mod:`movprune.teacher`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
+import io
 import json
 import math
 import os
@@ -35,18 +42,42 @@ import torch
 from . import data as data_mod
 from . import models
 from .accounting import sparsity_report
-from .distill import distillation_loss
-from .pruner import PENALTY_METHODS, PruningConfig, find_targets, from_pretrained, save_pretrained, sparsify
-from .store import ResultStore
+from .checkpoints import (TRAIN_TIME_FILE, _is_load_error, _safetensors_complete, check_run_folder,  # noqa: F401
+                          checkpoint_train_time, last_good_checkpoint)
+from .collapse import COLLAPSE_FRACTION, collapse_ceiling, collapse_step, constant_loss  # noqa: F401
+from .config import (_FLOAT_FIELDS, _NOT_IN_ID, CLIP_MODES, DEFAULT_STORE, DEFAULT_WORK_DIR,  # noqa: F401
+                     LEGACY_VALUES, RunConfig, final_model_dir)
 from .provenance import stack_versions, train_fingerprint
+from .pruner import find_targets, save_pretrained, sparsify
+from .store import ResultStore
+from .teacher import _RESULT_KEYS, RESULT_FILE, load_teacher, teacher_provenance  # noqa: F401
+from .teacher import write_result_file as _write_result_file
 
-DEFAULT_STORE = "results/runs"
-DEFAULT_WORK_DIR = "checkpoints"
 ANALYSIS_SAMPLE = 20000  # entries of one matrix kept per run for the weight-distribution figures
-# a classification run counts as collapsed in training once its loss is within 3% of the loss of the
-# best constant prediction, the entropy of the training labels (SST-2: 0.686 = 0.99 ln 2; SICK's
-# 56/29/15 split: 0.98 = 0.89 ln 3, so ln 3 itself would never be reached)
-COLLAPSE_FRACTION = 0.97
+
+# the Trainer pieces, importable from here; transformers' Trainer is imported on first use (slow)
+_FROM_TRAINER = {"PruningTrainer": "PruningTrainer", "ScheduleCallback": "ScheduleCallback",
+                 "CollapseStopCallback": "CollapseStopCallback", "TrainClock": "TrainClock",
+                 "MAX_GRAD_NORM": "MAX_GRAD_NORM", "build_optimizer": "build_optimizer",
+                 "clip_weights_only": "clip_weights_only", "make_adamw": "make_adamw",
+                 "freeze_embeddings": "freeze_embeddings", "zero_encoder": "zero_encoder",
+                 "_length_grouping": "length_grouping"}
+
+
+def __getattr__(name):
+    if name in _FROM_TRAINER:
+        from . import trainer
+
+        return getattr(trainer, _FROM_TRAINER[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _trainer_classes():
+    """``(PruningTrainer, ScheduleCallback, CollapseStopCallback)`` from :mod:`movprune.trainer`
+    (imported on the first call: transformers' Trainer is slow to import)."""
+    from .trainer import CollapseStopCallback, PruningTrainer, ScheduleCallback
+
+    return PruningTrainer, ScheduleCallback, CollapseStopCallback
 
 
 def bf16_native() -> bool:
@@ -87,335 +118,21 @@ def bf16_kernel(bf16: bool) -> Optional[str]:
     return bf16_mod.EMULATED
 
 
-def constant_loss(labels, num_labels: int) -> float:
-    """Cross-entropy (nats) of always predicting the label distribution of ``labels``: the training
-    loss a collapsed classifier settles at."""
-    counts = np.bincount(np.asarray(list(labels), dtype=np.int64), minlength=num_labels).astype(float)
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
-
-def collapse_ceiling(spec, train_ds) -> Optional[float]:
-    """The training loss a collapsed model settles at, or None where there is no such level (regression).
-
-    Classification: :func:`constant_loss` of the training labels. Extractive QA: a collapsed encoder
-    maps every token to the same vector, so the start and end logits are equal over the window and
-    the loss is ln(window length): the mean of that over the training windows (padding in a batch
-    only raises it)."""
-    if spec.kind == "classification":
-        return constant_loss(train_ds["labels"], spec.num_labels)
-    if spec.kind == "qa":
-        return float(np.mean([math.log(len(ids)) for ids in train_ds["input_ids"]]))
-    return None
+SAFE_WARMUP_STEPS, SAFE_RAMP_STEPS = 1000, 2000
 
 
-# fields that do not change a run's result, so they stay out of its id
-_NOT_IN_ID = ("data_dir", "teacher_dir", "save_steps", "eval_batch_size")
-# fields added after records existed, with the value every earlier run had: a field at that value
-# stays out of the id, so earlier records keep their ids (and old run folders still resume)
-LEGACY_VALUES = {"sparsity_warmup_steps": None, "sparsity_cooldown_steps": None, "constant_lambda": False,
-                 "bf16": False, "group_by_length": True, "stop_on_collapse": False, "eval_split": "eval",
-                 "teacher_lr": None, "clip": "all"}
-
-
-CLIP_MODES = ("all", "weights")  # RunConfig.clip
-MAX_GRAD_NORM = 1.0
-
-_FLOAT_FIELDS = ("remaining", "final_lambda", "final_threshold", "epochs", "lr", "score_lr", "lr_warmup",
-                 "sparsity_warmup", "sparsity_cooldown", "alpha_distil", "alpha_ce", "temperature", "teacher_lr")
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines one fine-pruning run (see ``python -m movprune run --help``)."""
-
-    task: str = "sst2"
-    model: str = "minilm"
-    method: str = "dense"
-    remaining: Optional[float] = None
-    scope: str = "local"
-    final_lambda: Optional[float] = None
-    final_threshold: float = 0.1
-    distill: bool = False
-    seed: int = 0
-    epochs: float = 1.0
-    max_steps: Optional[int] = None
-    batch_size: int = 32
-    max_length: int = 128
-    lr: float = 3e-5
-    score_lr: Optional[float] = None  # default 1e-2, L0 1e-1 (paper)
-    lr_warmup: float = 0.1
-    sparsity_warmup: float = 0.1
-    sparsity_cooldown: float = 0.2
-    sparsity_warmup_steps: Optional[int] = None    # optimizer steps before the first weight is pruned
-    sparsity_cooldown_steps: Optional[int] = None  # optimizer steps at the final sparsity
-    constant_lambda: Optional[bool] = None  # None: L0 constant, soft movement ramped (the authors' runs)
-    bf16: bool = False              # bf16 autocast for training and eval (fp32 master weights)
-    group_by_length: bool = False   # batches of similar lengths; False = uniform shuffling (paper)
-    stop_on_collapse: bool = False  # end training early once the loss sits at the label entropy
-    freeze_embeddings: bool = True
-    alpha_distil: float = 0.9
-    alpha_ce: float = 0.1
-    temperature: float = 2.0
-    max_train_examples: Optional[int] = None
-    max_eval_examples: Optional[int] = None
-    train_split: str = "train"
-    eval_split: str = "eval"  # the split scored at the end (e.g. SICK's 4,927-pair "test")
-    doc_stride: int = 128
-    data_dir: Optional[str] = None
-    teacher_dir: Optional[str] = None
-    teacher_lr: Optional[float] = None  # the teacher's weight lr when it is not the student's (a profile's dense lr)
-    # gradient clipping to norm 1: "all" clips weights and scores as one vector (the Trainer's and the
-    # authors' way), "weights" clips the weights' gradients alone and leaves the scores' unclipped
-    clip: str = "all"
-    save_steps: int = 200
-    eval_batch_size: int = 128
-
-    def __post_init__(self):
-        data_mod.get_task(self.task)  # unknown task -> DataError naming the valid ones
-        # one config, one id: epochs=2 (a profile) and epochs=2.0 (the CLI) must hash alike
-        for name in _FLOAT_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                setattr(self, name, float(value))
-        for name in _FLOAT_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        for name in ("epochs", "batch_size", "max_length", "lr", "temperature"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0 or value != value:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
-        if self.constant_lambda is None:
-            self.constant_lambda = self.method == "l0"
-        if not isinstance(self.save_steps, int) or self.save_steps <= 0:
-            raise ValueError(f"save_steps must be a positive integer, got {self.save_steps!r}")
-        if self.max_steps is not None and self.max_steps <= 0:
-            raise ValueError(f"max_steps must be > 0, got {self.max_steps!r}")
-        if self.score_lr is not None and self.score_lr <= 0:
-            raise ValueError(f"score_lr must be > 0, got {self.score_lr!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
-        for name in ("alpha_distil", "alpha_ce"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if not 0.0 <= self.lr_warmup < 1.0:
-            raise ValueError(f"lr_warmup must be a fraction in [0, 1), got {self.lr_warmup!r}")
-        for name in ("max_train_examples", "max_eval_examples"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
-        spec = data_mod.get_task(self.task)
-        if spec.kind != "qa":
-            data_mod._split_key(spec, self.train_split)  # unknown split -> DataError naming the valid ones
-            data_mod._split_key(spec, self.eval_split)
-        elif self.eval_split != "eval":
-            raise ValueError("SQuAD has one eval split here (eval_split='eval')")
-        if self.clip not in CLIP_MODES:
-            raise ValueError(f"clip must be one of {', '.join(CLIP_MODES)}, got {self.clip!r}")
-        if self.teacher_dir is not None and not self.distill:
-            raise ValueError("teacher_dir is only used with distill=True (--distill)")
-        if self.teacher_lr is not None and (not self.distill or self.teacher_dir is not None or self.teacher_lr <= 0):
-            raise ValueError(f"teacher_lr must be > 0 and is only used with distill=True and no teacher_dir, "
-                             f"got {self.teacher_lr!r}")
-        self.pruning_config()  # validates method / remaining / lambda / threshold / schedule
-
-    # ---- identity -------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def run_id(self) -> str:
-        """Stable id: readable prefix + hash of every field that changes the result."""
-        key = {k: v for k, v in sorted(self.to_dict().items())
-               if k not in _NOT_IN_ID and not (k in LEGACY_VALUES and v == LEGACY_VALUES[k])}
-        digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-        target = self.target_summary().replace(" ", "_").replace("=", "")
-        kd = "-kd" if self.distill else ""
-        return f"{self.task}-{self.model_slug()}-{target}{kd}-s{self.seed}-{digest}"
-
-    def target_summary(self) -> str:
-        """'movement v=0.1 local', 'soft_movement lambda=200', 'dense', 'zero_encoder'."""
-        return "zero_encoder" if self.method == "zero_encoder" else self.pruning_config().target_summary
-
-    def model_slug(self) -> str:
-        return Path(self.model.rstrip("/")).name.replace("_", "-")
-
-    def pruning_config(self) -> PruningConfig:
-        if self.method == "zero_encoder":
-            return PruningConfig(method="dense")
-        return PruningConfig(method=self.method, remaining=self.remaining, scope=self.scope,
-                             final_lambda=self.final_lambda, final_threshold=self.final_threshold,
-                             warmup=self.sparsity_warmup, cooldown=self.sparsity_cooldown,
-                             warmup_steps=self.sparsity_warmup_steps, cooldown_steps=self.sparsity_cooldown_steps,
-                             constant_lambda=self.constant_lambda)
-
-    def teacher_config(self) -> "RunConfig":
-        """The dense, non-distilled run with the same data and budget: the distillation teacher.
-
-        Everything but the pruning and distillation fields is kept (``stop_on_collapse`` too), and the
-        weight lr is ``teacher_lr`` when set, so in a profile the teacher is the profile's own dense run,
-        with its run id and record.
-        """
-        return dataclasses.replace(self, method="dense", remaining=None, scope="local", final_lambda=None,
-                                   distill=False, score_lr=None, teacher_dir=None, constant_lambda=None,
-                                   lr=self.teacher_lr or self.lr, teacher_lr=None, clip="all")
-
-
-# ---------------------------------------------------------------------------------------------
-# Trainer pieces
-
-
-def _trainer_classes():
-    """Imported lazily: transformers' Trainer is slow to import."""
-    from transformers import Trainer, TrainerCallback
-
-    from . import bf16 as bf16_mod
-
-    class PruningTrainer(Trainer):
-        """Trainer + regularization + optional distillation; evaluation in dataset order."""
-
-        def __init__(self, *args, pruner=None, teacher=None, run_config=None, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.pruner, self.teacher, self.run_config = pruner, teacher, run_config
-            # bf16 asked for on a CPU without bf16 hardware: fp32 kernels on bf16-rounded operands
-            self._emulate_bf16 = bf16_kernel(self.args.bf16) == bf16_mod.EMULATED
-            if teacher is not None:
-                teacher.to(self.args.device)  # the student's device (the Trainer moved the student)
-            # sums since the last log of the task's own loss and of the regularizer: the logged "loss" is
-            # their total (plus distillation), which for soft movement / L0 is dominated by lambda * penalty
-            self._parts = {"task_loss": 0.0, "penalty": 0.0, "n": 0}
-
-        def _get_eval_sampler(self, eval_dataset):
-            # transformers >= 5 reuses length grouping for eval/predict; predictions must come back in
-            # dataset order (SQuAD pairs them with its features by position)
-            if eval_dataset is None or self.args.world_size > 1:
-                return super()._get_eval_sampler(eval_dataset)
-            return torch.utils.data.SequentialSampler(eval_dataset)
-
-        def compute_loss_context_manager(self):
-            # the Trainer enters this around every training and prediction forward (autocast comes from
-            # accelerate, inside model.forward): the emulation acts only where autocast is on
-            stack = super().compute_loss_context_manager()
-            if self._emulate_bf16:
-                stack.enter_context(bf16_mod.EmulatedBf16Matmuls())
-            return stack
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            outputs = model(**inputs)
-            loss = outputs.loss
-            if self.teacher is not None:
-                teacher_inputs = {k: v for k, v in inputs.items()
-                                  if k not in ("labels", "start_positions", "end_positions")}
-                with torch.no_grad():
-                    teacher_outputs = self.teacher(**teacher_inputs)
-                c = self.run_config
-                loss = distillation_loss(outputs, teacher_outputs, loss, c.alpha_distil, c.alpha_ce, c.temperature)
-            if model.training:
-                self._parts["task_loss"] += outputs.loss.detach().float()
-                self._parts["n"] += 1
-            if self.pruner is not None:
-                reg = self.pruner.regularization().to(loss.device)
-                loss = loss + reg
-                if model.training:
-                    self._parts["penalty"] += reg.detach().float()
-            return (loss, outputs) if return_outputs else loss
-
-        def log(self, logs, *args, **kwargs):
-            """Adds ``task_loss`` (the task's own loss, without regularizer or distillation) and, for
-            soft movement / L0, ``penalty`` (lambda * penalty) to each training log, averaged since the last."""
-            n = self._parts["n"]
-            if "loss" in logs and n:
-                logs["task_loss"] = round(float(self._parts["task_loss"]) / n, 4)
-                if self.pruner is not None and self.pruner.config.method in PENALTY_METHODS:
-                    logs["penalty"] = round(float(self._parts["penalty"]) / n, 4)
-                self._parts = {"task_loss": 0.0, "penalty": 0.0, "n": 0}
-            return super().log(logs, *args, **kwargs)
-
-    class ScheduleCallback(TrainerCallback):
-        """Steps the sparsity schedule before every optimizer step (and at the very end)."""
-
-        def __init__(self, pruner):
-            self.pruner = pruner
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.pruner.update(state.global_step, state.max_steps)
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.pruner.update(state.max_steps, state.max_steps)
-
-    class CollapseStopCallback(TrainerCallback):
-        """Ends training once the logged loss has sat at a collapsed model's level (:func:`collapse_ceiling`)
-        for ``patience_steps`` after pruning began (``--stop-on-collapse``): such runs have not recovered
-        in any run we made, and the rest of their budget is better spent on another seed. The record
-        keeps ``stopped_at``."""
-
-        def __init__(self, ceiling: float, pruning_starts: float, patience_steps: int = 200):
-            self.ceiling, self.pruning_starts, self.patience_steps = ceiling, pruning_starts, patience_steps
-            self.since, self.stopped_at = None, None
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            loss = logs.get("task_loss", logs.get("loss"))  # never the regularizer: lambda * penalty is no collapse
-            if loss is None or state.global_step <= self.pruning_starts:
-                return
-            if loss < COLLAPSE_FRACTION * self.ceiling:
-                self.since = None
-                return
-            self.since = state.global_step if self.since is None else self.since
-            if state.global_step - self.since >= self.patience_steps:
-                self.stopped_at = state.global_step
-                control.should_training_stop = True
-
-    return PruningTrainer, ScheduleCallback, CollapseStopCallback
-
-
-def build_optimizer(model, pruner, config: RunConfig):
-    """AdamW with two groups: weights at ``lr``, scores at ``score_lr`` (paper: 1e-2, L0 1e-1)."""
-    score_lr = config.score_lr or (1e-1 if config.method == "l0" else 1e-2)
-    score_ids = {id(p) for p in pruner.score_parameters()}
-    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in score_ids]
-    groups = [{"params": weights, "lr": config.lr, "weight_decay": 0.0}]
-    if score_ids:
-        groups.append({"params": pruner.score_parameters(), "lr": score_lr, "weight_decay": 0.0})
-    return make_adamw(groups, lr=config.lr)
-
-
-def clip_weights_only(optimizer, max_norm: float = MAX_GRAD_NORM) -> None:
-    """Clip the gradients of the optimizer's first group (the weights, :func:`build_optimizer`) to
-    ``max_norm`` before every step, leaving the scores' group unclipped (``RunConfig.clip="weights"``;
-    the Trainer's own clipping must be off, ``max_grad_norm=0``)."""
-    def hook(opt, args, kwargs):
-        torch.nn.utils.clip_grad_norm_([p for p in opt.param_groups[0]["params"] if p.grad is not None], max_norm)
-
-    optimizer.register_step_pre_hook(hook)
-
-
-def make_adamw(groups, lr: float) -> torch.optim.AdamW:
-    """AdamW, fused into one kernel per parameter group where torch has that for the device.
-
-    Movement pruning doubles the optimizer's work (one score per weight); on a 2-core CPU the
-    fused update of MiniLM's weights and scores takes ~13 ms instead of ~100 ms for the
-    per-parameter loop (benchmarks/bench_step.py --optim). Same update rule, same results up
-    to float rounding.
-    """
-    try:
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
-    except (RuntimeError, ValueError, TypeError):  # a device or dtype without a fused kernel
-        return torch.optim.AdamW(groups, lr=lr)
-
-
-def freeze_embeddings(model) -> None:
-    """Embeddings are not pruned and, as in the paper, not trained."""
-    for name, p in model.named_parameters():
-        if ".embeddings." in f".{name}" or name.startswith("embeddings."):
-            p.requires_grad_(False)
-
-
-def zero_encoder(model) -> None:
-    """Control run: every targeted encoder weight set to zero and frozen (biases, LN, head train)."""
-    with torch.no_grad():
-        for module in find_targets(model).values():
-            module.weight.zero_()
-            module.weight.requires_grad_(False)
+def schedule_advice(config: RunConfig, max_steps: int) -> Optional[str]:
+    """One line when a movement-pruning run prunes earlier or faster than the seed study found safe
+    (first weight after >= 1,000 score updates, ramp >= 2,000 steps); None otherwise."""
+    if config.method != "movement":
+        return None
+    start, end = config.pruning_config().schedule.bounds(max_steps)
+    if start >= SAFE_WARMUP_STEPS and end - start >= SAFE_RAMP_STEPS:
+        return None
+    return (f"the first weight is pruned after {start:.0f} score updates and the ramp lasts {end - start:.0f} "
+            f"steps; on MiniLM / SST-2 movement pruning collapsed with fewer than {SAFE_WARMUP_STEPS:,} updates "
+            f"before pruning or, at 3% and 1%, a ramp under {SAFE_RAMP_STEPS:,} steps (docs/findings.md): e.g. "
+            f"--sparsity-warmup-steps {SAFE_WARMUP_STEPS} --sparsity-cooldown-steps 400 --max-steps 3400")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,102 +184,6 @@ def evaluate(trainer, spec, eval_data, details: Optional[dict] = None) -> dict:
     return {k: 100.0 * float(v) for k, v in metrics.items()}
 
 
-# ---------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def last_good_checkpoint(output_dir: Path) -> Optional[str]:
-    """Newest ``checkpoint-N`` folder that has a complete trainer state, else None."""
-    if not output_dir.is_dir():
-        return None
-    ckpts = sorted((p for p in output_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()),
-                   key=lambda p: int(p.name.split("-")[-1]), reverse=True)
-    for ckpt in ckpts:
-        try:
-            state = json.loads((ckpt / "trainer_state.json").read_text())
-            weights = list(ckpt.glob("*.safetensors"))
-            if (state.get("global_step") == int(ckpt.name.split("-")[-1]) and weights
-                    and all(_safetensors_complete(w) for w in weights)):
-                return str(ckpt)
-        except (OSError, ValueError):
-            pass
-        print(f"warning: skipping incomplete checkpoint {ckpt}")
-    return None
-
-
-TRAIN_TIME_FILE = "movprune_train_time.json"
-
-
-def checkpoint_train_time(checkpoint) -> Optional[float]:
-    """Seconds of training that led up to ``checkpoint`` (written beside it by the run that saved it),
-    or None for a checkpoint saved without it."""
-    try:
-        return float(json.loads((Path(checkpoint) / TRAIN_TIME_FILE).read_text())["train_time_s"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _train_clock(before: Optional[float]):
-    """A callback that keeps a run's training time across resumes: ``before`` seconds (from the
-    checkpoint resumed from) plus this process's, written into every checkpoint it saves."""
-    from transformers import TrainerCallback
-
-    class TrainClock(TrainerCallback):
-        def __init__(self):
-            self.before, self.started = before, None
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.started = time.time()
-
-        def total(self) -> float:
-            return (self.before or 0.0) + (time.time() - self.started if self.started else 0.0)
-
-        def on_save(self, args, state, control, **kwargs):
-            ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if ckpt.is_dir():
-                tmp = ckpt / (TRAIN_TIME_FILE + ".tmp")
-                tmp.write_text(json.dumps({"train_time_s": round(self.total(), 1), "step": state.global_step}))
-                os.replace(tmp, ckpt / TRAIN_TIME_FILE)
-
-    return TrainClock()
-
-
-def check_run_folder(out_dir: Path, config: RunConfig) -> None:
-    """Refuse to resume in a run folder whose ``run_config.json`` is another config.
-
-    The folder name is the run id, so this only happens when a folder was edited, copied or
-    reused by hand (or on a hash collision); resuming its checkpoints would silently mix runs.
-    """
-    path = Path(out_dir) / "run_config.json"
-    if not path.is_file():
-        return
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(saved, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:  # a write cut short: this run rewrites it
-        print(f"warning: unreadable {path} ({type(e).__name__}); rewriting it")
-        return
-    current = config.to_dict()
-    diff = [k for k in current if k not in _NOT_IN_ID and saved.get(k, LEGACY_VALUES.get(k, "<missing>")) != current[k]]
-    if diff:
-        shown = ", ".join(f"{k} {saved.get(k, '<missing>')!r} != {current[k]!r}" for k in diff[:3])
-        raise ValueError(f"run folder {out_dir} belongs to a different config ({shown}); refusing to resume "
-                         f"from it: move it aside or use another --work-dir")
-
-
-def _safetensors_complete(path: Path) -> bool:
-    """True when the file is as long as its own header says (catches a write cut short)."""
-    try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(n))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-        return path.stat().st_size == 8 + n + end
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere, "" when unknown)."""
     try:
@@ -600,6 +221,9 @@ def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progr
     """A fresh model with masks, its optimizer and its Trainer."""
     from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
+    from .trainer import (MAX_GRAD_NORM, CollapseStopCallback, PruningTrainer, ScheduleCallback, build_optimizer,
+                          clip_weights_only, freeze_embeddings, length_grouping, zero_encoder)
+
     set_seed(config.seed)  # before the model: a new classifier / QA head is drawn from the run's seed
     model = models.load_model(config.model, spec.kind, spec.num_labels, config.seed)
     if config.freeze_embeddings:
@@ -619,10 +243,9 @@ def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progr
         weight_decay=0.0, max_grad_norm=MAX_GRAD_NORM if config.clip == "all" else 0.0, seed=config.seed, data_seed=config.seed,
         logging_steps=max(1, max_steps // 100), save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=2, eval_strategy="no", report_to=[], disable_tqdm=not progress,
-        dataloader_num_workers=0, bf16=config.bf16, **_length_grouping(config.group_by_length),
+        dataloader_num_workers=0, bf16=config.bf16, **length_grouping(config.group_by_length),
         use_cpu=not torch.cuda.is_available(),
     )
-    PruningTrainer, ScheduleCallback, CollapseStopCallback = _trainer_classes()
     callbacks = [ScheduleCallback(pruner)]
     collapse = None
     ceiling = collapse_ceiling(spec, train_ds) if config.stop_on_collapse else None
@@ -646,77 +269,38 @@ def _build(config, spec, tokenizer, train_ds, teacher, out_dir, max_steps, progr
                 sample_idx=sample_idx, pretrained_sample=pretrained_sample, collapse=collapse)
 
 
-def _length_grouping(group: bool) -> dict:
-    """Batches of similar lengths (less padding) or uniform shuffling, under this transformers' argument."""
-    from transformers import TrainingArguments
+def _train_clock(before: Optional[float]):
+    """A :class:`~movprune.trainer.TrainClock` that starts from ``before`` seconds."""
+    from .trainer import TrainClock
 
-    names = {f.name for f in dataclasses.fields(TrainingArguments)}
-    if "train_sampling_strategy" in names:
-        return {"train_sampling_strategy": "group_by_length" if group else "random"}
-    return {"group_by_length": group}
+    return TrainClock(before)
 
 
-# the schedule under which movement pruning did not collapse on MiniLM / SST-2 (docs/findings.md)
-SAFE_WARMUP_STEPS, SAFE_RAMP_STEPS = 1000, 2000
+@dataclass
+class RunOutput:
+    """What one run produced for the results store: its record and the store's side files of the run
+    (``{suffix: bytes}``, e.g. ``".npz"``: the weight sample of the distribution figures). The model itself
+    stays in the run folder (``<work_dir>/<run_id>/final``)."""
+
+    record: dict
+    files: dict = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return self.record["run_id"]
 
 
-def schedule_advice(config: RunConfig, max_steps: int) -> Optional[str]:
-    """One line when a movement-pruning run prunes earlier or faster than the seed study found safe
-    (first weight after >= 1,000 score updates, ramp >= 2,000 steps); None otherwise."""
-    if config.method != "movement":
-        return None
-    start, end = config.pruning_config().schedule.bounds(max_steps)
-    if start >= SAFE_WARMUP_STEPS and end - start >= SAFE_RAMP_STEPS:
-        return None
-    return (f"the first weight is pruned after {start:.0f} score updates and the ramp lasts {end - start:.0f} "
-            f"steps; on MiniLM / SST-2 movement pruning collapsed with fewer than {SAFE_WARMUP_STEPS:,} updates "
-            f"before pruning or, at 3% and 1%, a ramp under {SAFE_RAMP_STEPS:,} steps (docs/findings.md): e.g. "
-            f"--sparsity-warmup-steps {SAFE_WARMUP_STEPS} --sparsity-cooldown-steps 400 --max-steps 3400")
+def run_one(config: RunConfig, work_dir: str | os.PathLike = DEFAULT_WORK_DIR, store: ResultStore | str | None = None,
+            progress: bool = True) -> RunOutput:
+    """Train ``config`` and return its record and side files, writing nothing into a results store.
 
-
-def collapse_step(loss_curve, level: float, after: float = 0.0) -> Optional[int]:
-    """First logged step after ``after`` from which the training loss stayed within 3% of ``level``
-    (the loss of a collapsed model, :func:`collapse_ceiling`) to the end of the curve: a run that
-    ended predicting a constant. None if it never did."""
-    ceiling = COLLAPSE_FRACTION * level
-    found = None
-    for step, loss in loss_curve:
-        if step <= after:
-            continue
-        if loss >= ceiling:
-            found = step if found is None else found
-        else:
-            found = None
-    return found
-
-
-def _is_load_error(e: Exception) -> bool:
-    """Errors raised by loading a damaged checkpoint (truncated pickle / safetensors / json)."""
-    import pickle
-
-    return isinstance(e, (EOFError, pickle.UnpicklingError, RuntimeError, OSError, ValueError, KeyError))
-
-
-def final_model_dir(config: RunConfig, work_dir: str | os.PathLike = DEFAULT_WORK_DIR) -> Path:
-    """Where :func:`run` saves the pruned model of ``config`` (``<work_dir>/<run_id>/final``)."""
-    return Path(work_dir) / config.run_id() / "final"
-
-
-def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: str | os.PathLike = DEFAULT_WORK_DIR,
-        force: bool = False, keep_checkpoints: bool = False, progress: bool = True) -> dict:
-    """Run ``config`` (or return its stored record) and return the record.
-
-    ``force`` retrains even when a record exists. Checkpoints go to ``work_dir/<run_id>``; the
-    final model (with masks, scores and thresholds) to ``work_dir/<run_id>/final``.
+    Checkpoints go to ``work_dir/<run_id>`` (a killed run resumes from the newest complete one), the final
+    model (with masks, scores and thresholds) to ``work_dir/<run_id>/final``. ``store`` is only read and
+    written for a distillation teacher: the teacher's record is looked up there, and a teacher trained on
+    the way (its model missing from ``work_dir``) is stored there. Raises on bad input before training.
     """
-    store = ResultStore(store) if not isinstance(store, ResultStore) else store
+    store = ResultStore(store or DEFAULT_STORE) if not isinstance(store, ResultStore) else store
     run_id = config.run_id()
-    if not force:
-        cached = store.get(run_id)
-        if cached is not None:
-            return cached
-    # every check (store, model, run folder, data, teacher) before anything is written or trained
-    store.check_writable()
     spec = data_mod.get_task(config.task)
     models.check_model_name(config.model, spec.kind, spec.num_labels)
     models.check_max_length(config.model, config.max_length)
@@ -731,8 +315,7 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
     tmp.write_text(json.dumps(config.to_dict(), indent=1))
     os.replace(tmp, out_dir / "run_config.json")
 
-    n_train = len(train_ds)
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    steps_per_epoch = math.ceil(len(train_ds) / config.batch_size)
     max_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
     resume = last_good_checkpoint(out_dir)
     advice = schedule_advice(config, max_steps)
@@ -758,28 +341,43 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
                   f"moved aside, falling back to the previous one")
             resume = last_good_checkpoint(out_dir)
     train_time = clock.total()
-    targets, sample_name, sample_idx, pretrained_sample = (built["targets"], built["sample_name"],
-                                                           built["sample_idx"], built["pretrained_sample"])
 
     pruner.update(max_steps, max_steps)
     t1 = time.time()
-    stopped_at = built["collapse"].stopped_at if built["collapse"] is not None else None
     details: dict = {}
     metrics = evaluate(trainer, spec, eval_data, details)
-    counts = details.get("predicted_class_counts")
     eval_time = time.time() - t1
     report = sparsity_report(model)
 
     final_dir = out_dir / "final"
     save_pretrained(model, str(final_dir), tokenizer)
-    _save_analysis(store, run_id, model, targets, sample_name, sample_idx, pretrained_sample)
+    files = {".npz": analysis_sample(model, built["targets"], built["sample_name"], built["sample_idx"],
+                                     built["pretrained_sample"])}
+    record = make_record(
+        config, spec, train_ds, metrics=metrics, counts=details.get("predicted_class_counts"), report=report,
+        log_history=trainer.state.log_history, max_steps=max_steps,
+        stopped_at=built["collapse"].stopped_at if built["collapse"] is not None else None,
+        train_time=train_time, eval_time=eval_time, resume=resume, before=before,
+        teacher=teacher_provenance(config, store, work_dir) if teacher is not None else None)
+    _write_result_file(final_dir, record)
+    return RunOutput(record, files)
 
-    logged = [h for h in trainer.state.log_history if "loss" in h]
+
+def make_record(config: RunConfig, spec, train_ds, *, metrics: dict, counts, report: dict, log_history: list,
+                max_steps: int, stopped_at, train_time: float, eval_time: float, resume, before,
+                teacher: Optional[dict] = None) -> dict:
+    """The result record of a finished run: its config, scores, sparsity, loss curve, timing and machine.
+
+    ``counts``: eval predictions per class (classification); ``report``: :func:`sparsity_report` of the
+    final model; ``log_history``: the Trainer's logs; ``resume`` / ``before``: the checkpoint the run
+    resumed from and the training seconds it had kept; ``teacher``: :func:`teacher_provenance` of a
+    distilled run."""
+    logged = [h for h in log_history if "loss" in h]
     loss_curve = [[h["step"], round(float(h.get("task_loss", h["loss"])), 4)] for h in logged]
     penalty_curve = [[h["step"], h["penalty"]] for h in logged if "penalty" in h]
     pruning_starts, _ = config.pruning_config().schedule.bounds(max_steps)
     record = {
-        "run_id": run_id,
+        "run_id": config.run_id(),
         **{k: v for k, v in config.to_dict().items() if k not in ("data_dir", "teacher_dir")},
         "target": config.target_summary(),
         "target_remaining": config.remaining,  # the v asked for; "remaining" is what was measured
@@ -803,7 +401,7 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         "collapse_step": (collapse_step(loss_curve, collapse_ceiling(spec, train_ds), pruning_starts)
                           if spec.kind != "regression" and config.method not in ("dense", "zero_encoder") else None),
         "stopped_at": stopped_at,  # --stop-on-collapse ended training here (final sparsity set, then eval)
-        "train_examples": n_train,
+        "train_examples": len(train_ds),
         # what decides the training data: a record pools with another only if both saw the same features
         "train_data": train_fingerprint(train_ds),
         "steps": max_steps,
@@ -818,17 +416,13 @@ def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: s
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if teacher is not None:  # which model taught it, and that model's own score (a retrained teacher's, too)
-        record["teacher"] = teacher_provenance(config, store, work_dir)
-    store.put(record)
-    _write_result_file(final_dir, record)
-    if not keep_checkpoints:
-        for ckpt in out_dir.glob("checkpoint-*"):
-            shutil.rmtree(ckpt, ignore_errors=True)
-    return store.get(run_id)  # exactly what a later cache hit returns
+        record["teacher"] = teacher
+    return record
 
 
-def _save_analysis(store, run_id, model, targets, name, idx, pretrained) -> None:
-    """A fixed random sample of one matrix: pre-trained and fine-tuned weights, mask, scores."""
+def analysis_sample(model, targets, name, idx, pretrained) -> bytes:
+    """A fixed random sample of one matrix, as the bytes of an ``.npz``: pre-trained and fine-tuned
+    weights, mask, scores (float16), and the matrix's name."""
     module = targets[name]
     model.eval()
     with torch.no_grad():
@@ -844,87 +438,45 @@ def _save_analysis(store, run_id, model, targets, name, idx, pretrained) -> None
                   "mask": mask.reshape(-1)[idx].cpu().numpy()}
         if scores is not None:
             arrays["scores"] = scores.reshape(-1)[idx].cpu().numpy()
-    path = store.side_file(run_id, ".npz")
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, matrix=np.array(name), **{k: v.astype(np.float16) for k, v in arrays.items()})
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, matrix=np.array(name), **{k: v.astype(np.float16) for k, v in arrays.items()})
+    return buffer.getvalue()
 
 
-RESULT_FILE = "movprune_result.json"  # beside a run's final model: the run id and score of *that* model
-_RESULT_KEYS = ("run_id", "main_metric", "score", "remaining", "device", "finished_at")
+def land(store: ResultStore, output: RunOutput) -> dict:
+    """Write a run's side files, then its record, into ``store``, each atomically (a reader never sees half
+    a file; a record is only there once its side files are). Returns the record as stored."""
+    store.root.mkdir(parents=True, exist_ok=True)
+    for suffix, data in output.files.items():
+        path = store.side_file(output.run_id, suffix)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    store.put(output.record)
+    return store.get(output.run_id)
 
 
-def _write_result_file(final_dir: Path, record: dict) -> None:
-    """Write the run's id, score and finish time beside its final model (atomically).
-
-    A stored record and a model folder can part ways: a teacher retrained on another machine, or with the
-    record kept from an earlier run. The file travels with the model, so a distilled run names the score of
-    the teacher that actually taught it.
-    """
-    tmp = final_dir / (RESULT_FILE + ".tmp")
-    tmp.write_text(json.dumps({k: record.get(k) for k in _RESULT_KEYS}, indent=1))
-    os.replace(tmp, final_dir / RESULT_FILE)
+def remove_checkpoints(config: RunConfig, work_dir: str | os.PathLike = DEFAULT_WORK_DIR) -> None:
+    """Delete the run's ``checkpoint-*`` folders (its final model stays)."""
+    for ckpt in (Path(work_dir) / config.run_id()).glob("checkpoint-*"):
+        shutil.rmtree(ckpt, ignore_errors=True)
 
 
-def teacher_provenance(config: RunConfig, store, work_dir) -> dict:
-    """The teacher of a distilled ``config``, for its record: run id, score, device, finish time.
+def run(config: RunConfig, store: ResultStore | str = DEFAULT_STORE, work_dir: str | os.PathLike = DEFAULT_WORK_DIR,
+        force: bool = False, keep_checkpoints: bool = False, progress: bool = True) -> dict:
+    """Run ``config`` (or return its stored record) and return the record.
 
-    Read from the result file beside the teacher's model (written by :func:`run`); from the store's
-    record when the folder has none (a model saved before that file existed, or ``teacher_dir`` given by
-    hand, which may hold any model: then only ``source`` is known). ``source`` says which.
+    ``force`` retrains even when a record exists. Checkpoints go to ``work_dir/<run_id>``; the
+    final model (with masks, scores and thresholds) to ``work_dir/<run_id>/final``.
     """
     store = ResultStore(store) if not isinstance(store, ResultStore) else store
-    if config.teacher_dir:
-        path, run_id = Path(config.teacher_dir), None
-    else:
-        tconf = config.teacher_config()
-        path, run_id = final_model_dir(tconf, work_dir), tconf.run_id()
-    info, source = {}, "unknown"
-    try:
-        info, source = json.loads((path / RESULT_FILE).read_text()), "model folder"
-    except (OSError, ValueError):
-        record = store.get(run_id) if run_id else None
-        if record is not None:
-            info, source = record, "store"
-    out = {k: info.get(k) for k in _RESULT_KEYS}
-    out["run_id"] = out["run_id"] or run_id
-    return {**out, "source": source}
-
-
-def load_teacher(config: RunConfig, store, work_dir, tokenizer, progress=True):
-    """The dense teacher: ``config.teacher_dir`` if given, else the cached dense run (trained if missing)."""
-    if config.teacher_dir:
-        path = Path(config.teacher_dir)
-    else:
-        tconf = config.teacher_config()
-        path = final_model_dir(tconf, work_dir)
-        if not (path / "movprune_model.safetensors").is_file():
-            if progress:
-                print(f"training the distillation teacher {tconf.run_id()}")
-            run(tconf, store, work_dir, force=True, progress=progress)
-        store = ResultStore(store) if not isinstance(store, ResultStore) else store
-        record = store.get(tconf.run_id())
-        if record is not None and record.get("collapsed"):  # tiny smoke models do; a real teacher should not
-            import warnings
-
-            warnings.warn(f"the distillation teacher {tconf.run_id()} predicts one class "
-                          f"({record.get('main_metric')} {record.get('score')}): its student learns a constant")
-    if not path.is_dir():
-        raise ValueError(f"teacher folder {path} does not exist")
-    from transformers import AutoTokenizer
-
-    try:
-        teacher_tok = AutoTokenizer.from_pretrained(str(path))
-    except (OSError, ValueError):
-        teacher_tok = None
-    if teacher_tok is not None and teacher_tok.get_vocab() != tokenizer.get_vocab():
-        raise ValueError(f"teacher {path} uses a different vocabulary than the student model {config.model!r}")
-    if (path / "movprune_model.safetensors").is_file():
-        teacher = from_pretrained(str(path))
-    else:
-        kind = data_mod.get_task(config.task).kind
-        teacher = models.load_model(str(path), kind, data_mod.get_task(config.task).num_labels)
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
-    return teacher
+    if not force:
+        cached = store.get(config.run_id())
+        if cached is not None:
+            return cached
+    # every check (store, model, run folder, data, teacher) before anything is written or trained
+    store.check_writable()
+    stored = land(store, run_one(config, work_dir, store, progress))
+    if not keep_checkpoints:
+        remove_checkpoints(config, work_dir)
+    return stored  # exactly what a later cache hit returns

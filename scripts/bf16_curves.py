@@ -7,7 +7,7 @@ is how they were computed. This prints, for each pair of distinct loss curves, t
 absolute difference over the shared logged steps before pruning, and the first step where they differ
 by 0.001 or more, grouped by the kind of pair (bf16 kernels vs bf16 kernels, emulated vs kernels).
 
-    python scripts/bf16_curves.py --results results/medium --task sick --seed 0
+    python scripts/bf16_curves.py --results results/minilm --task sick --seed 0
 
 Records written before ``versions.bf16_kernel`` existed (2026-12-02) were trained on CPUs with
 avx512_bf16, i.e. with bf16 kernels; they are counted as such.
@@ -59,7 +59,7 @@ def compare(a: dict, b: dict):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--results", default="results/medium", help="a profile's results folder")
+    ap.add_argument("--results", default="results/minilm", help="a profile's results folder")
     ap.add_argument("--task", default="sick")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

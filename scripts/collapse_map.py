@@ -11,8 +11,8 @@ weight lr 5e-5 and score lr 1e-2 with linear warm-up over 10% of the steps then 
 decay, embeddings frozen, uniform shuffling, local top-k over the six linear maps of each layer, cubic
 schedule whose ramp lasts 1,000 steps and ends 400 steps before the end; bf16 autocast; 10% of the
 weights kept. Settings change one thing; the ``ramp2000`` settings stretch the ramp to 2,000 steps and
-the run to 3,400 steps (warm-up and cool-down unchanged): that is the ``medium`` profile's recipe
-(movprune.profiles.RECIPE), so their records are its records (``results/medium/runs``). Collapsed runs
+the run to 3,400 steps (warm-up and cool-down unchanged): that is the ``minilm`` profile's recipe
+(movprune.profiles.RECIPE), so their records are its records (``results/minilm/runs``). Collapsed runs
 stop 200 steps after their loss reached the constant-prediction level (``--stop-on-collapse``): their
 accuracy is that of the model at that step, pruned to the final target.
 
@@ -36,7 +36,7 @@ import dataclasses  # noqa: E402
 from movprune.profiles import TaskBudget  # noqa: E402
 
 STORE = ROOT / "results" / "collapse_map" / "runs"
-MEDIUM_STORE = ROOT / "results" / "medium" / "runs"  # the ramp2000 settings' runs are the medium profile's
+MINILM_STORE = ROOT / "results" / "minilm" / "runs"  # the ramp2000 settings' runs are the minilm profile's
 WORK = ROOT / "checkpoints" / "collapse_map"
 # the map's base recipe (its runs' ids depend on it: change nothing here, add a setting instead)
 MAP_STEPS, MAP_WARMUP, MAP_RAMP = 2400, 1000, 1000
@@ -84,8 +84,8 @@ SEEDS = (0, 1, 2)
 
 
 def store_of(name: str) -> Path:
-    """The ramp2000 settings are the medium profile's recipe: their runs are its records."""
-    return MEDIUM_STORE if name.startswith("ramp2000") else STORE
+    """The ramp2000 settings are the minilm profile's recipe: their runs are its records."""
+    return MINILM_STORE if name.startswith("ramp2000") else STORE
 
 
 def configs(name: str, seeds=SEEDS):

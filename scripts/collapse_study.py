@@ -1,10 +1,10 @@
-"""Why movement pruning to 10 % collapses on MiniLM-L6 / SST-2 at the small profile's budget.
+"""Why movement pruning to 10 % collapses on MiniLM-L6 / SST-2 at the demo profile's budget (300 steps; the profile was called `small`).
 
 Three experiments behind the README's "Why movement pruning collapses here" (each prints one line
-starting with RESULT; run from the repo root with the small profile's runs in checkpoints/small):
+starting with RESULT; run from the repo root with the demo profile's runs in checkpoints/demo):
 
     python scripts/collapse_study.py probe        # remove the layers' output offsets post hoc, probe [CLS]
-    python scripts/collapse_study.py probe --model-dir checkpoints/small/<magnitude 10 % run>/final
+    python scripts/collapse_study.py probe --model-dir checkpoints/demo/<magnitude 10 % run>/final
     python scripts/collapse_study.py finetuned    # movement 10 % starting from the dense fine-tuned model
     python scripts/collapse_study.py bias-lr      # movement 10 % with biases/LayerNorm at 100x the lr
 
@@ -22,8 +22,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SMALL = dict(task="sst2", max_steps=300, batch_size=32, max_length=64, lr=5e-5, max_train_examples=9600)
-MOVEMENT_RUN = "checkpoints/small/sst2-minilm-movement_v0.1_local-s0-65616c652b/final"
-DENSE_RUN = "checkpoints/small/sst2-minilm-dense-s0-37ca5297a0/final"
+MOVEMENT_RUN = "checkpoints/demo/sst2-minilm-movement_v0.1_local-s0-65616c652b/final"
+DENSE_RUN = "checkpoints/demo/sst2-minilm-dense-s0-37ca5297a0/final"
 OUT = "/tmp/collapse_study"
 
 

@@ -2,13 +2,13 @@
 the model at the end of the warm-up, against dropping the same share by |W| or at random
 (docs/findings.md, "Movement's first cut").
 
-    # 1. the model at the last warm-up step (step 1,000 of the medium recipe): scores trained, nothing pruned
+    # 1. the model at the last warm-up step (step 1,000 of the minilm recipe): scores trained, nothing pruned
     python scripts/first_cut.py warmup --task sick --remaining 0.1     # ~14 min on one core (SICK)
     python scripts/first_cut.py warmup --task sick --fp32              # the same in fp32 (another run id)
     # 2. the cut, on 8 training batches
     python scripts/first_cut.py analyze checkpoints/first_cut/<run id>-step1000 --task sick
 
-``warmup`` trains the ``medium`` profile's movement configuration of the task (seed, remaining weights
+``warmup`` trains the ``minilm`` profile's movement configuration of the task (seed, remaining weights
 as given) exactly as the batch does, copies its checkpoint at the last warm-up step aside (the Trainer
 keeps only the last two) and stops the run; nothing lands in the results store. ``analyze`` loads that
 checkpoint and prints the mean loss of 8 training batches (no dropout) with every weight kept, then with
@@ -38,18 +38,18 @@ import torch  # noqa: E402
 WORK = ROOT / "checkpoints" / "first_cut"
 
 
-def medium_config(task: str, remaining: float, seed: int = 0, fp32: bool = False):
-    """The medium profile's local movement configuration of ``task`` at ``remaining``, seed ``seed``
+def minilm_config(task: str, remaining: float, seed: int = 0, fp32: bool = False):
+    """The minilm profile's local movement configuration of ``task`` at ``remaining``, seed ``seed``
     (``fp32``: with bf16 autocast off, the recipe otherwise unchanged)."""
     import dataclasses
 
     from movprune.profiles import get_profile
 
-    prof = get_profile("medium")
+    prof = get_profile("minilm")
     for c in prof.all_configs(tasks=(task,), seeds=(seed,)):
         if (c.method, c.scope, c.distill) == ("movement", "local", False) and abs(c.remaining - remaining) < 1e-9:
             return dataclasses.replace(c, bf16=False) if fp32 else c
-    raise ValueError(f"the medium profile has no local movement run of {task} at {remaining:g}")
+    raise ValueError(f"the minilm profile has no local movement run of {task} at {remaining:g}")
 
 
 def _train(config, store, work):
@@ -64,7 +64,7 @@ def warmup(task: str, remaining: float, seed: int = 0, work: Path = WORK, poll_s
     (with its ``run_config.json``), stop the run. Returns the copy."""
     from movprune.train import _safetensors_complete
 
-    config = medium_config(task, remaining, seed, fp32)
+    config = minilm_config(task, remaining, seed, fp32)
     step = config.pruning_config().schedule.bounds(config.max_steps)[0]
     if step % config.save_steps:
         raise ValueError(f"the warm-up ends at step {step}, not a multiple of save_steps ({config.save_steps})")
@@ -190,7 +190,7 @@ def analyze(checkpoint: Path, task: str, v: float = 0.93) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("warmup", help="train the medium movement run to the end of its warm-up, keep that checkpoint")
+    w = sub.add_parser("warmup", help="train the minilm movement run to the end of its warm-up, keep that checkpoint")
     w.add_argument("--task", required=True)
     w.add_argument("--remaining", type=float, default=0.1)
     w.add_argument("--seed", type=int, default=0)
@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     a = sub.add_parser("analyze", help="losses of the first cut at a warm-up checkpoint")
     a.add_argument("checkpoint", type=Path)
     a.add_argument("--task", required=True)
-    a.add_argument("--v", type=float, default=0.93, help="fraction kept (0.93: the medium schedule ~50 steps in)")
+    a.add_argument("--v", type=float, default=0.93, help="fraction kept (0.93: the minilm schedule ~50 steps in)")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "warmup":

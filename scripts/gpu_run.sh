@@ -4,10 +4,10 @@
 # (datasets and its two pure-Python dependencies, absent there) carried along:
 #   1. benchmarks/bench_gpu_step.py: masked vs dense training step, sync-free vs bracket top-k;
 #   2. scripts/gpu_sst2.sh: the `gpu` profile's most informative SST-2 runs, for the seconds left;
-#      or, with GPU_JOB=medium, scripts/gpu_medium.py: the `medium` profile's missing runs of GPU_TASKS
+#      or, with GPU_JOB=minilm, scripts/gpu_minilm.py: the `minilm` profile's missing runs of GPU_TASKS
 #      (default squad,sick), 6 at a time.
 # Everything worth keeping is copied to $OUT (records, logs), also when the runs are cut short.
-# Usage: [SKIP_BENCH=1] [GPU_SST2_ONLY=dense,l0] [GPU_JOB=medium GPU_TASKS=squad GPU_MEDIUM_ONLY=squad-] bash scripts/gpu_run.sh [SECONDS (540)]
+# Usage: [SKIP_BENCH=1] [GPU_SST2_ONLY=dense,l0] [GPU_JOB=minilm GPU_TASKS=squad GPU_MINILM_ONLY=squad-] bash scripts/gpu_run.sh [SECONDS (540)]
 set -u
 start=$(date +%s)
 touch /tmp/gpu_run_started
@@ -27,10 +27,10 @@ python3 -c "import torch, transformers, datasets; print(torch.__version__, trans
 left=$(( total - ($(date +%s) - start) - 25 ))
 job=${GPU_JOB:-sst2}
 store=results/gpu/runs
-[ "$job" = medium ] && store="results/medium/runs results/squad_windows/runs"
+[ "$job" = minilm ] && store="results/minilm/runs results/squad_windows/runs"
 if [ "$left" -gt 60 ]; then
-    if [ "$job" = medium ]; then
-        timeout "$left" python3 scripts/gpu_medium.py >"$out/gpu_$job.log" 2>&1
+    if [ "$job" = minilm ]; then
+        timeout "$left" python3 scripts/gpu_minilm.py >"$out/gpu_$job.log" 2>&1
     else
         bash scripts/gpu_sst2.sh "$left" >"$out/gpu_$job.log" 2>&1
     fi

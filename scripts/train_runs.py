@@ -1,7 +1,7 @@
 """Train chosen runs of a profile, one after another, on a fixed number of threads.
 
-    python scripts/train_runs.py --profile medium --threads 1 sick-minilm-movement_v0.03_local-s0
-    python scripts/train_runs.py --profile medium --list sick-          # ids that would train
+    python scripts/train_runs.py --profile minilm --threads 1 sick-minilm-movement_v0.03_local-s0
+    python scripts/train_runs.py --profile minilm --list sick-          # ids that would train
 
 Each argument is a run-id prefix (``--force``: retrain stored runs too, e.g. a record trained on another
 software stack, which the new record replaces); the runs are the profile's own configs (same ids as
@@ -21,7 +21,7 @@ from movprune.store import ResultStore
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("prefixes", nargs="+", help="run-id prefixes (every matching missing run trains)")
-    p.add_argument("--profile", default="medium")
+    p.add_argument("--profile", default="minilm")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", default="results")
     p.add_argument("--work-dir", default="checkpoints")

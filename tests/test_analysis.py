@@ -141,13 +141,13 @@ def test_check_parameters(results, tmp_path):
     with pytest.raises(A.AnalysisError, match="profile"):
         A.check_parameters("huge", str(results), "sst2")
     with pytest.raises(A.AnalysisError, match="does not exist"):
-        A.check_parameters("small", str(tmp_path / "nope"), "sst2")
+        A.check_parameters("minilm", str(tmp_path / "nope"), "sst2")
     with pytest.raises(A.AnalysisError, match="runs/"):
-        A.check_parameters("small", str(results / "runs"), "sst2")
+        A.check_parameters("minilm", str(results / "runs"), "sst2")
     with pytest.raises(A.AnalysisError, match="unknown task"):
-        A.check_parameters("small", str(results), "sst3")
+        A.check_parameters("minilm", str(results), "sst3")
     with pytest.raises(A.AnalysisError, match="empty"):
-        A.check_parameters("small", str(results), " , ")
+        A.check_parameters("minilm", str(results), " , ")
 
 
 # ---------------------------------------------------------------------------------------------

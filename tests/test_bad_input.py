@@ -259,7 +259,7 @@ def test_notebook_parameters_one_line_error(case, params, fragment, tmp_path):
     from movprune.analysis import AnalysisError, check_parameters
 
     (tmp_path / "res" / "runs").mkdir(parents=True)
-    good = dict(profile="small", results_dir=str(tmp_path / "res"), tasks="sst2")
+    good = dict(profile="minilm", results_dir=str(tmp_path / "res"), tasks="sst2")
     params = {k: v.format(root=tmp_path) if isinstance(v, str) and "{" in v else v for k, v in params.items()}
     before = _snapshot(tmp_path)
     with pytest.raises(AnalysisError) as info:

@@ -138,42 +138,55 @@ def test_batch_re_renders_the_other_committed_profiles_without_training(tmp_path
     monkeypatch.chdir(tmp_path)
     nbs = _one_cell_notebook(tmp_path / "nbs", "ok", "print('rendered')")
     results = tmp_path / "results"
-    for name in ("smoke", "medium"):
+    for name in ("smoke", "minilm", "medium"):  # medium: the minilm profile's former name, no profile now
         (results / name / "runs").mkdir(parents=True)
-    (results / "medium" / "runs" / "x.json").write_text("{}")
-    assert committed_profiles(results, exclude=["smoke"]) == ["medium"]
-    # a medium run would take an hour: reaching the trainer for it fails the test
+    for name in ("minilm", "medium"):
+        (results / name / "runs" / "x.json").write_text("{}")
+    assert committed_profiles(results, exclude=["smoke"]) == ["minilm"]
+    # a minilm run would take an hour: reaching the trainer for it fails the test
     monkeypatch.setattr("movprune.batch.run_sweeps", lambda *a, **k: pytest.fail("trained for an also-profile"))
     rc = run_batch(profile="smoke", results=str(results), work_dir=str(tmp_path / "work"), only="notebooks",
-                   notebooks_dir=nbs, also=["medium"])
+                   notebooks_dir=nbs, also=["minilm"])
     assert rc == 0
-    meta = json.loads((results / "medium" / "batch.json").read_text())
-    assert meta["notebooks"] == {"ok.ipynb": None} and meta["tasks"] == ["sst2", "sick"]
-    assert (results / "medium" / "notebooks" / "ok.ipynb").is_file()
-    assert "## Results — profile `medium`" in (results / "README.md").read_text()
+    meta = json.loads((results / "minilm" / "batch.json").read_text())
+    assert meta["notebooks"] == {"ok.ipynb": None} and meta["tasks"] == ["sst2", "sick", "squad"]
+    assert (results / "minilm" / "notebooks" / "ok.ipynb").is_file()
+    assert "## Results — profile `minilm`" in (results / "README.md").read_text()
     with pytest.raises(ValueError, match="unknown profile"):
         run_batch(profile="smoke", results=str(results), only="notebooks", notebooks_dir=nbs, also=["nope"])
     # --only sweeps (training only, e.g. on a GPU box) renders nothing, for no profile
     monkeypatch.setattr("movprune.batch.run_sweeps", lambda *a, **k: {"trained": 0, "cached": 0, "failed": {}})
     monkeypatch.setattr("movprune.batch.run_notebooks", lambda *a, **k: pytest.fail("rendered with --only sweeps"))
     assert run_batch(profile="smoke", results=str(results), work_dir=str(tmp_path / "work"), only="sweeps",
-                     notebooks_dir=nbs, also=["medium"]) == 0
+                     notebooks_dir=nbs, also=["minilm"]) == 0
+
+
+def test_results_index_shows_the_default_profile_first(tmp_path):
+    """results/README.md opens on the sound replication (minilm), then the other profiles by name."""
+    from movprune.batch import write_index
+
+    for name in ("demo", "gpu", "minilm"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "README.md").write_text(f"# Results — profile `{name}`\n\n![f](figures/f.png)\n")
+    text = write_index(tmp_path).read_text()
+    heads = [line for line in text.splitlines() if line.startswith("## Results")]
+    assert heads == ["## Results — profile `minilm`", "## Results — profile `demo`", "## Results — profile `gpu`"]
+    assert "![f](minilm/figures/f.png)" in text
 
 
 def test_render_adds_the_profiles_other_tasks_that_have_stored_runs(tmp_path, monkeypatch):
-    """medium trains SST-2 and SICK by default; a stored SQuAD run (trained on a GPU) is rendered too,
-    unless --tasks names the tasks."""
+    """gpu trains SST-2 by default; a stored SQuAD run is rendered too, unless --tasks names the tasks."""
     from movprune.batch import run_batch
     from movprune.store import ResultStore
 
     monkeypatch.chdir(tmp_path)
     seen = []
     monkeypatch.setattr("movprune.batch.run_notebooks", lambda profile, rd, tasks, **k: seen.append(tasks) or {})
-    store = ResultStore(tmp_path / "results" / "medium" / "runs")
+    store = ResultStore(tmp_path / "results" / "gpu" / "runs")
     store.put({"run_id": "squad-minilm-dense-s0-x", "task": "squad", "metrics": {}})
     for tasks in (None, "sick"):
-        assert run_batch(profile="medium", tasks=tasks, results=str(tmp_path / "results"), only="notebooks") == 0
-    assert seen == ["sst2,sick,squad", "sick"]
+        assert run_batch(profile="gpu", tasks=tasks, results=str(tmp_path / "results"), only="notebooks") == 0
+    assert seen == ["sst2,squad", "sick"]
 
 
 def test_batch_cli_adds_committed_profiles_only_without_an_explicit_profile(tmp_path, monkeypatch):
@@ -181,33 +194,32 @@ def test_batch_cli_adds_committed_profiles_only_without_an_explicit_profile(tmp_
 
     calls = []
     monkeypatch.setattr("movprune.batch.run_batch", lambda **kw: calls.append(kw) or 0)
-    (tmp_path / "medium" / "runs").mkdir(parents=True)
-    (tmp_path / "medium" / "runs" / "x.json").write_text("{}")
-    (tmp_path / "small" / "runs").mkdir(parents=True)
-    (tmp_path / "small" / "runs" / "y.json").write_text("{}")
-    for argv, profile, also in [([], "small", ["medium"]), (["--profile", "small"], "small", []),
-                                (["--also", "none"], "small", []), (["--profile", "smoke", "--also", "medium,smoke"],
-                                                                     "smoke", ["medium"])]:
+    for name in ("minilm", "gpu", "demo", "small"):  # demo: a quick look, never re-rendered; small: no profile
+        (tmp_path / name / "runs").mkdir(parents=True)
+        (tmp_path / name / "runs" / "x.json").write_text("{}")
+    for argv, profile, also in [([], "minilm", ["gpu"]), (["--profile", "demo"], "demo", []),
+                                (["--also", "none"], "minilm", []), (["--profile", "smoke", "--also", "gpu,smoke"],
+                                                                      "smoke", ["gpu"])]:
         calls.clear()
         assert cli.main(["batch", "--results", str(tmp_path), *argv]) == 0
         assert (calls[0]["profile"], calls[0]["also"]) == (profile, also)
 
 
 def test_bf16_profile_says_where_bf16_is_emulated(tmp_path, monkeypatch, capsys):
-    """The medium profile trains in bf16 autocast; on a CPU without avx512_bf16 / AMX its runs use the
+    """The minilm profile trains in bf16 autocast; on a CPU without avx512_bf16 / AMX its runs use the
     fp32-kernel emulation (movprune.bf16) and the batch and --dry-run say so in one line."""
     import movprune.batch as B
     from movprune.cli import main
 
     monkeypatch.setattr(B, "bf16_native", lambda: False)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    args = ["batch", "--profile", "medium", "--tasks", "sick", "--results", str(tmp_path / "results"),
+    args = ["batch", "--profile", "minilm", "--tasks", "sick", "--results", str(tmp_path / "results"),
             "--work-dir", str(tmp_path / "work"), "--also", "none", "--dry-run"]
     assert main(args) == 0
     out = [line for line in capsys.readouterr().out.splitlines() if "note:" in line]
-    assert len(out) == 1 and "profile 'medium'" in out[0] and "fp32 kernels on bf16-rounded operands" in out[0]
+    assert len(out) == 1 and "profile 'minilm'" in out[0] and "fp32 kernels on bf16-rounded operands" in out[0]
     assert not (tmp_path / "results").exists() and not (tmp_path / "work").exists()  # a dry run writes nothing
-    # a profile that trains in fp32 (small) is not affected; with native bf16 nothing is said either
-    assert B._emulated_bf16("small", B.get_profile("small").all_configs(["sst2"], [0])) is None
+    # a profile that trains in fp32 (demo) is not affected; with native bf16 nothing is said either
+    assert B._emulated_bf16("demo", B.get_profile("demo").all_configs(["sst2"], [0])) is None
     monkeypatch.setattr(B, "bf16_native", lambda: True)
-    assert B._emulated_bf16("medium", B.get_profile("medium").all_configs(["sick"], [0])) is None
+    assert B._emulated_bf16("minilm", B.get_profile("minilm").all_configs(["sick"], [0])) is None

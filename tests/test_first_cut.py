@@ -59,10 +59,10 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     assert fc.main(["analyze", str(ck), "--task", "sst2"]) == 2
 
 
-def test_warmup_trains_the_stored_medium_run():
+def test_warmup_trains_the_stored_minilm_run():
     """The warm-up is the start of the very run whose record is committed (same run id, same config)."""
     fc = _script()
-    assert fc.medium_config("sick", 0.1).run_id() == "sick-minilm-movement_v0.1_local-s0-e363385609"
-    assert (REPO / "results" / "medium" / "runs" / "sick-minilm-movement_v0.1_local-s0-e363385609.json").is_file()
-    with pytest.raises(ValueError, match="no local movement run of sick at 0.5"):
-        fc.medium_config("sick", 0.5)
+    assert fc.minilm_config("sick", 0.1).run_id() == "sick-minilm-movement_v0.1_local-s0-e363385609"
+    assert (REPO / "results" / "minilm" / "runs" / "sick-minilm-movement_v0.1_local-s0-e363385609.json").is_file()
+    with pytest.raises(ValueError, match="no local movement run of sick at 0.2"):
+        fc.minilm_config("sick", 0.2)

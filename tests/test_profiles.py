@@ -12,8 +12,8 @@ from movprune.train import RunConfig, run
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def test_small_profile_covers_every_table_cell_for_sst2():
-    prof = get_profile("small")
+def test_demo_profile_covers_every_table_cell_for_sst2():
+    prof = get_profile("demo")
     groups = prof.configs()
     assert prof.model == "minilm" and prof.tasks == ("sst2",)
     for group, distill in (("table", False), ("table_kd", True)):
@@ -44,8 +44,8 @@ def test_paper_profile_uses_the_authors_hyperparameters():
     assert max(c.final_lambda or 0 for c in prof.all_configs() if c.method == "soft_movement") >= 2000
 
 
-def test_gpu_profile_is_the_small_grid_with_longer_budgets():
-    small, gpu = get_profile("small"), get_profile("gpu")
+def test_gpu_profile_is_the_demo_grid_with_longer_budgets():
+    small, gpu = get_profile("demo"), get_profile("gpu")
     key = lambda c: (c.method, c.remaining, c.scope, c.distill)  # noqa: E731
     assert sorted(map(key, gpu.all_configs()), key=str) == sorted(map(key, small.all_configs()), key=str)
     c = gpu.all_configs()[0]
@@ -69,19 +69,19 @@ def test_gpu_script_picks_eleven_distinct_runs_of_the_gpu_profile():
     assert all(c.save_steps == 100000 for c in wanted)
 
 
-def test_gpu_medium_script_picks_the_missing_medium_runs_dense_first():
+def test_gpu_minilm_script_picks_the_missing_minilm_runs_dense_first():
     import importlib.util
     from pathlib import Path
     from types import SimpleNamespace
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu_medium.py"
-    spec = importlib.util.spec_from_file_location("gpu_medium", path)
+    path = Path(__file__).resolve().parents[1] / "scripts" / "gpu_minilm.py"
+    spec = importlib.util.spec_from_file_location("gpu_minilm", path)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    medium = get_profile("medium")
+    minilm = get_profile("minilm")
     wanted = script.wanted_configs(("squad", "sick"))
     ids = [c.run_id() for c in wanted]
-    assert set(ids) == {c.run_id() for c in medium.all_configs(tasks=("squad", "sick"))}  # the batch's ids
+    assert set(ids) == {c.run_id() for c in minilm.all_configs(tasks=("squad", "sick"))}  # the batch's ids
     assert ids[0].startswith("squad-minilm-dense-s0-") and wanted[0].max_length == 192
     first_sick = next(i for i, c in enumerate(wanted) if c.task == "sick")
     assert wanted[first_sick].method == "dense" and all(c.task == "squad" for c in wanted[:first_sick])
@@ -95,6 +95,26 @@ def test_gpu_medium_script_picks_the_missing_medium_runs_dense_first():
 def test_unknown_profile():
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("large")
+    for former in ("small", "medium"):  # renamed demo and minilm; their records keep their ids
+        with pytest.raises(ValueError, match="choose one of minilm, smoke, demo, gpu, paper"):
+            get_profile(former)
+
+
+def test_minilm_is_the_default_and_its_committed_records_keep_their_ids():
+    """The sound recipe, renamed from ``medium``: a run id hashes the config, never the profile's name, so
+    the records in results/minilm/runs are still the profile's runs (78 of them when it was renamed,
+    the others being trained), and ``python -m movprune batch`` renders all three tasks."""
+    from pathlib import Path
+
+    from movprune.profiles import DEFAULT_PROFILE
+
+    prof = get_profile(DEFAULT_PROFILE)
+    assert prof.name == "minilm" and prof.tasks == prof.all_tasks == ("sst2", "sick", "squad")
+    ids = {c.run_id() for c in prof.all_configs()}
+    assert ids == {c.run_id() for c in dataclasses.replace(prof, name="renamed").all_configs()}
+    committed = {p.stem for p in (Path(__file__).resolve().parents[1] / "results" / "minilm" / "runs").glob("*.json")}
+    assert len(ids & committed) >= 78 and "sick-minilm-movement_v0.1_local-s0-e363385609" in ids & committed
+    assert {c.task for c in prof.all_configs() if c.run_id() in committed} == {"sst2", "sick", "squad"}
 
 
 def test_paper_profile_wiring_with_hub_mocked(tmp_path, monkeypatch):
@@ -150,14 +170,14 @@ def test_collapse_map_commands_rebuild_the_same_runs():
             argv = shlex.split(cm.command(config, cm.store_of(name)))[3:]  # drop "python -m movprune"
             args = build_parser().parse_args(argv)
             assert RunConfig(**_config_kwargs(args)).run_id() == config.run_id(), name
-    # the ramp2000 settings are the medium profile's cells (their records are its records)
+    # the ramp2000 settings are the minilm profile's cells (their records are its records)
     from movprune.profiles import get_profile
 
-    medium = {c.run_id() for c in get_profile("medium").all_configs()}
+    minilm = {c.run_id() for c in get_profile("minilm").all_configs()}
     for name in ("ramp2000-10pct", "ramp2000-3pct", "ramp2000-1pct", "ramp2000-10pct-magnitude",
                  "ramp2000-3pct-magnitude"):
-        assert cm.configs(name, [0])[0].run_id() in medium and cm.store_of(name) == cm.MEDIUM_STORE
-    assert cm.configs("warmup1000", [0])[0].run_id() not in medium
+        assert cm.configs(name, [0])[0].run_id() in minilm and cm.store_of(name) == cm.MINILM_STORE
+    assert cm.configs("warmup1000", [0])[0].run_id() not in minilm
 
 
 def test_seed_cells_add_seeds_to_their_cells_only():
@@ -204,7 +224,7 @@ def test_distill_cells_add_distilled_runs_of_their_cells_only():
     assert {c.run_id() for c in groups["table_kd"]}.isdisjoint(c.run_id() for c in groups["table"])
 
 
-@pytest.mark.parametrize("name", ["small", "medium", "gpu", "paper"])
+@pytest.mark.parametrize("name", ["demo", "minilm", "gpu", "paper"])
 def test_every_distilled_run_is_taught_by_its_profiles_own_dense_run(name):
     """The teacher's run id is the profile's dense run of that task and seed, so the batch trains the
     teacher once (as the dense cell) instead of a second, differently keyed dense run."""
@@ -212,7 +232,7 @@ def test_every_distilled_run_is_taught_by_its_profiles_own_dense_run(name):
     configs = prof.all_configs(tasks=prof.all_tasks)
     dense = {c.run_id() for c in configs if c.method == "dense" and not c.distill}
     distilled = [c for c in configs if c.distill]
-    if name in ("small", "medium"):
+    if name in ("demo", "minilm"):
         assert distilled
     for c in distilled:
         assert c.teacher_config().run_id() in dense, c.run_id()
@@ -236,7 +256,7 @@ def test_with_global_can_name_the_tasks_that_get_global_runs():
 def test_the_qa_control_is_never_stopped_by_the_collapse_rule():
     """A zeroed encoder still hands each token's embedding to a QA head (token-level priors to learn);
     a classifier's [CLS] output no longer depends on the input, so only there the rule may end it."""
-    prof = get_profile("medium")
+    prof = get_profile("minilm")
     controls = {c.task: c for c in prof.configs(tasks=["sst2", "sick", "squad"])["control"]}
     assert controls["squad"].stop_on_collapse is False
     assert controls["sst2"].stop_on_collapse and controls["sick"].stop_on_collapse

@@ -334,6 +334,19 @@ def test_save_load_rebuilds_the_task_class(make_model, batch, get_logits, tmp_pa
     torch.testing.assert_close(get_logits(loaded, batch), before, atol=0, rtol=0)
 
 
+def test_save_load_keeps_a_float64_model_in_float64(make_model, batch, get_logits, tmp_path):
+    """A model cast with .double() (the quickstart notebook's, for the same numbers on every CPU) comes back
+    in float64 with the very same logits, not rounded through float32."""
+    model = make_model("bert").double()
+    _prepare(model, "movement", step=50)
+    model.eval()
+    before = get_logits(model, batch)
+    movprune.save_pretrained(model, str(tmp_path))
+    loaded = movprune.from_pretrained(str(tmp_path))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float64}
+    torch.testing.assert_close(get_logits(loaded, batch), before, atol=0, rtol=0)
+
+
 def test_from_pretrained_rejects_foreign_dir(tmp_path):
     with pytest.raises(ValueError, match="not written by movprune"):
         movprune.from_pretrained(str(tmp_path))
