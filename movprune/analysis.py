@@ -1,11 +1,11 @@
 """Tables and figures from the results store: the logic behind the notebooks, under one name.
 
     from movprune import analysis as A
-    df = A.load_records("results/small")                   # one row per run
+    df = A.load_records("results/minilm")                   # one row per run
     res = A.results_table(df, ["sst2"], distill=False)       # the paper's Table 2 layout
-    A.save_table(res.table, "results/small", "table2_sst2")  # -> tables/table2_sst2.csv, markdown
+    A.save_table(res.table, "results/minilm", "table2_sst2")  # -> tables/table2_sst2.csv, markdown
     fig = A.plot_metric_vs_remaining(df, "sst2", distill=False)
-    A.save_figure(fig, "results/small", "metric_vs_remaining_sst2")  # -> figures/*.png|pdf
+    A.save_figure(fig, "results/minilm", "metric_vs_remaining_sst2")  # -> figures/*.png|pdf
 
 This module only re-exports; the code lives in four modules, each importing only those above it:
 

@@ -1,7 +1,7 @@
 """The paper's claims checked against the records, by one fixed rule.
 
     from movprune import analysis as A
-    df = A.load_records("results/medium")
+    df = A.load_records("results/minilm")
     claims = A.claims_table(df, ["sst2", "sick", "squad"])   # one row per claim, task, remaining weights
     print(A.claims_markdown(claims))                          # claims x tasks, verdicts with their numbers
 
@@ -65,6 +65,17 @@ SCORE_CLAIMS = [
     (f"distillation helps {name}", ("with distillation", m, True, "local"), ("without", m, False, "local"))
     for m, name in (("magnitude", "magnitude"), ("l0", "L0"), ("movement", "movement"),
                     ("soft_movement", "soft movement"))
+]
+# claims measured at their own remaining weights, beyond the tables' columns: (claim, remaining
+# fractions, side a, side b), a side as above plus its gradient-clipping variant (RunConfig.clip)
+EXTRA_CLAIMS = [
+    # the paper's Figure 2: at low sparsity magnitude pruning is as good as (or better than) movement
+    ("magnitude > movement at low sparsity", (0.5, 0.3), ("magnitude", "magnitude", False, "local", "all"),
+     ("movement", "movement", False, "local", "all")),
+    # a factor of the recipe, not a claim of the paper: the Trainer (and the authors' code) clips the
+    # weights' and the scores' gradients as one vector; clipping the weights' alone leaves scores unclipped
+    ("clipping scores with weights > weights alone", (0.1, 0.03, 0.01),
+     ("weights and scores", "movement", False, "local", "all"), ("weights alone", "movement", False, "local", "weights")),
 ]
 LAYER_CLAIM = "movement keeps more of layer 0 than magnitude (global top-k)"
 
@@ -208,12 +219,18 @@ def claims_table(df: pd.DataFrame, tasks: Sequence[str], sparsities: Sequence[fl
                 pairs.append((claim, la, a, lb, b, metric))
             pairs.append((LAYER_CLAIM, "movement", _layer_cell(df, task, "movement", s),
                           "magnitude", _layer_cell(df, task, "magnitude", s), "layer 0 / average"))
-            for claim, la, a, lb, b, what in pairs:
+            pairs = [(s, *p) for p in pairs]
+            if s == sparsities[-1]:  # the extra claims once per task, at their own remaining weights
+                for claim, fractions, (la, ma, da, sa, ca), (lb, mb, db, sb, cb) in EXTRA_CLAIMS:
+                    for v in fractions:
+                        pairs.append((v, claim, la, cell_value(df, task, ma, v, da, metric, scope=sa, clip=ca),
+                                      lb, cell_value(df, task, mb, v, db, metric, scope=sb, clip=cb), metric))
+            for s_, claim, la, a, lb, b, what in pairs:
                 if not keep_not_run and (a.get("mean") is None or b.get("mean") is None):
                     continue
                 diff = a["mean"] - b["mean"] if a.get("mean") is not None and b.get("mean") is not None else None
                 chance = level if what == metric else None  # the layer claim is no score
-                row = {"claim": claim, "task": task, "remaining": s, "measure": what, "a": la, "b": lb}
+                row = {"claim": claim, "task": task, "remaining": s_, "measure": what, "a": la, "b": lb}
                 for k, c in (("a", a), ("b", b)):
                     row.update({
                         f"{k}_mean": c.get("mean"), f"{k}_std": c.get("std"), f"{k}_n": c.get("n", 0),
@@ -271,7 +288,7 @@ def claims_summary(claims: pd.DataFrame, sep: str = "; ") -> pd.DataFrame:
     :func:`chance_level`, "k of n at chance" = k seeds at it though the mean is not, and how many seeds
     rest on a collapsed run ("1 stopped on collapse")."""
     tasks = list(dict.fromkeys(claims.task))
-    order = [c for c, _, _ in SCORE_CLAIMS] + [LAYER_CLAIM]
+    order = [c for c, _, _ in SCORE_CLAIMS] + [c for c, *_ in EXTRA_CLAIMS] + [LAYER_CLAIM]
     present = set(claims.claim)
     rows = [c for c in order if c in present] + [c for c in dict.fromkeys(claims.claim) if c not in order]
     out = pd.DataFrame("—", index=rows, columns=[task_label(t) for t in tasks])  # —: no pair of runs

@@ -1,10 +1,10 @@
 """The results store as a DataFrame: vocabulary, loading, selecting, and what runs are missing.
 
     from movprune import records as R
-    df = R.load_records("results/small")                 # one row per run (newest of each configuration)
+    df = R.load_records("results/minilm")                 # one row per run (newest of each configuration)
     R.select(df, task="sst2", method="movement")          # filter rows
     R.dense_score(df, "sst2")                             # (mean, std, n) of the dense runs
-    print(R.describe_missing(df, "small", ["sst2"]))      # which of the profile's runs have no record
+    print(R.describe_missing(df, "minilm", ["sst2", "sick", "squad"]))      # which of the profile's runs have no record
 
 Also here, because :mod:`movprune.tables`, :mod:`movprune.figures` and :mod:`movprune.reference`
 all use them and this module imports none of those:

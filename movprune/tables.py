@@ -1,9 +1,9 @@
 """Results tables from the records: table cells, the paper's Table 2 / Table 3 layout, saving.
 
     from movprune import records, tables
-    df = records.load_records("results/small")
+    df = records.load_records("results/minilm")
     res = tables.results_table(df, ["sst2"], distill=False)       # the paper's Table 2 layout
-    tables.save_table(res.table, "results/small", "table2_sst2")  # -> tables/table2_sst2.csv, markdown
+    tables.save_table(res.table, "results/minilm", "table2_sst2")  # -> tables/table2_sst2.csv, markdown
     print(res.markdown())                                         # ours, the paper's, and the notes
 
 * ``remaining`` in a record is the kept fraction of the *targeted* encoder linear weights (what the
@@ -92,7 +92,7 @@ def run_flags(rows: pd.DataFrame) -> list[tuple[int, int]]:
 
 
 def cell_value(df: pd.DataFrame, task: str, method: str, remaining: float, distill: bool, metric: Optional[str],
-               convention: str = "remaining", scope: str = "local") -> dict:
+               convention: str = "remaining", scope: str = "local", clip: str = "all") -> dict:
     """One table cell: ``{mean, std, n, interpolated, seed_values, bracket_low, bracket_high, bracket_ratio,
     wide_bracket, collapsed, stopped}`` (mean None when no run gives it).
 
@@ -100,6 +100,7 @@ def cell_value(df: pd.DataFrame, task: str, method: str, remaining: float, disti
     None otherwise): the lowest / highest kept fraction of the runs the seeds were interpolated
     between, the widest seed's high / low, and whether that exceeds :data:`WIDE_BRACKET`.
     ``collapsed`` / ``stopped``: how many seeds rest on a collapsed run / a run stopped on collapse.
+    ``clip``: the gradient-clipping variant whose runs make the cell (the recipe's "all" by default).
     ``other_stack``: records of this cell left out because they ran on another software stack or
     training set than the cell's (:func:`one_pool`): a cell pools one stack only.
     """
@@ -119,7 +120,7 @@ def cell_value(df: pd.DataFrame, task: str, method: str, remaining: float, disti
     if method in ("dense", "zero_encoder"):
         rows, left = one_pool(scored(select(df, task=task, method=method)))
         return {**seeds(_metric_values(rows, metric), run_flags(rows)), "other_stack": left}
-    rows = select(df, task=task, method=method, distill=distill)
+    rows = select(df, task=task, method=method, distill=distill, clip=clip)
     if method in TOPK_METHODS:
         rows, left = one_pool(scored(rows[(rows.scope == scope)
                                           & np.isclose(rows.target_remaining.astype(float), remaining, rtol=1e-6)]))

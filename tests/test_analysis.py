@@ -563,3 +563,22 @@ def test_claims_table_gives_welchs_test_and_the_summary_its_p_value(tmp_path):
     assert ("10%: not settled (p = 0.086), 84.7 ± 0.2 (n=3) vs 83.1 ± 0.9 (n=3)"
             in A.claims_summary(claims).loc["soft movement > movement", "SICK"])
     assert A.p_label(0.0004) == "p < 0.001" and A.p_label(0.0123) == "p = 0.012"
+
+
+def test_crossover_and_clipping_claims_at_their_own_remaining_weights():
+    recs = []
+    for seed, (mag, mov) in enumerate([(84.0, 80.0), (84.5, 80.5), (84.2, 80.1)]):
+        recs.append(_record(f"mag50-{seed}", "magnitude", mag, 0.5, task="sick", seed=seed))
+        recs.append(_record(f"mov50-{seed}", "movement", mov, 0.5, task="sick", seed=seed))
+        recs.append(_record(f"mov3-{seed}", "movement", 80.0 + seed, 0.03, task="sick", seed=seed))
+        recs.append({**_record(f"mov3w-{seed}", "movement", 57.0, 0.03, task="sick", seed=seed), "clip": "weights"})
+    claims = A.claims_table(A.records_frame(recs), ["sick"])
+    cross = claims[(claims.claim == "magnitude > movement at low sparsity") & (claims.remaining == 0.5)].iloc[0]
+    assert (cross.a_n, cross.b_n, cross.verdict) == (3, 3, "holds") and cross.p_value < 0.05
+    assert not ((claims.claim == "magnitude > movement at low sparsity") & (claims.remaining == 0.3)).any()
+    clip = claims[claims.claim == "clipping scores with weights > weights alone"].iloc[0]
+    assert (clip.remaining, clip.a_mean, clip.b_mean, clip.verdict) == (0.03, 81.0, 57.0, "holds")
+    # the variant runs never enter the recipe's movement cell
+    mov = claims[(claims.claim == "movement > magnitude") & (claims.remaining == 0.03)]
+    cell = A.cell_value(A.records_frame(recs), "sick", "movement", 0.03, False, "accuracy")
+    assert (cell["n"], cell["mean"]) == (3, 81.0)
