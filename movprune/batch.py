@@ -43,6 +43,7 @@ from typing import Optional
 
 from .profiles import DEFAULT_PROFILE, get_profile
 from .store import ResultStore
+from .records import predicts_one_class
 from .gpus import pinned_gpu, process_pool, visible_gpus
 from .train import bf16_native, emulated_bf16_note, final_model_dir, run
 
@@ -86,7 +87,7 @@ def _train_one(config, store_root: str, work_dir: str, threads: int = 0, force: 
             r = run(config, store=store, work_dir=work, progress=False, force=force)
             gpu = pinned_gpu()
             return "trained", run_id, (f"{r['main_metric']} {r['score']:.2f}, remaining {r['remaining']:.4f}, "
-                                       f"{r['train_time_s']:.0f}s" + (" (COLLAPSED: one class)" if r.get("collapsed") else "")
+                                       f"{r['train_time_s']:.0f}s" + (" (COLLAPSED: one class)" if predicts_one_class(r) else "")
                                        + (f" (GPU {gpu})" if gpu is not None else ""))
         except Exception as e:  # one failing run must not stop the batch
             traceback.print_exc(file=sys.stderr)

@@ -227,10 +227,12 @@ def _config_kwargs(args, overrides=None) -> dict:
 
 
 def _fmt(record: dict, work_dir: str = "checkpoints") -> str:
+    from .records import predicts_one_class
+
     metrics = ", ".join(f"{k} {v:.2f}" for k, v in record["metrics"].items())
     line = (f"{record['run_id']}: {metrics} | remaining {record['remaining']:.4f} "
             f"(paper convention {record['remaining_paper']:.4f}) | {record.get('train_time_s', 0):.0f}s")
-    if record.get("collapsed"):
+    if predicts_one_class(record):
         line += (" | COLLAPSED: every eval example predicted as one class; see "
                  f"python -m movprune diagnose {os.path.join(work_dir, record['run_id'], 'final')} --task {record['task']}")
     return line

@@ -33,6 +33,7 @@ from typing import Optional
 
 from .config import RunConfig, final_model_dir
 from .store import ResultStore
+from .records import predicts_one_class
 
 MAX_RETRIES = 3  # Ray's own default for tasks: a run whose worker died this many more times is a failure
 OUTPUT_DIR = "output"   # <run folder>/output: a finished run's record and side files, until the driver has them
@@ -275,7 +276,7 @@ def run_sweeps_ray(configs, store: ResultStore, work_dir: Path, log=print, addre
 
 def _summary(r: dict) -> str:
     return (f"{r['main_metric']} {r['score']:.2f}, remaining {r['remaining']:.4f}, {r['train_time_s']:.0f}s"
-            + (" (COLLAPSED: one class)" if r.get("collapsed") else ""))
+            + (" (COLLAPSED: one class)" if predicts_one_class(r) else ""))
 
 
 def _describe(resources: dict) -> str:

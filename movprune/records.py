@@ -203,6 +203,12 @@ def trained_steps(record: dict) -> Optional[int]:
     return stopped if steps is None else min(int(steps), stopped)
 
 
+def predicts_one_class(record: dict) -> Optional[bool]:
+    """Did ``record``'s model put every eval example in one class (``one_class``; records written before
+    that field kept it as ``collapsed``)? None for tasks without classes."""
+    return record["one_class"] if "one_class" in record else record.get("collapsed")
+
+
 def is_collapsed(record: dict) -> Optional[bool]:
     """Did ``record``'s run collapse (module docstring): its training loss sat at the constant-prediction
     level after pruning began until training ended, at the end of its budget (``collapse_step`` set) or
@@ -247,8 +253,8 @@ def records_frame(records: Iterable[dict], store_root: Optional[Path] = None) ->
             "remaining_paper_pct": None if remaining_paper is None else 100.0 * remaining_paper,
             "main_metric": rec.get("main_metric"),
             "score": rec.get("score", metrics.get(rec.get("main_metric"))),
-            "steps": trained_steps(rec), "max_steps": rec.get("max_steps") or rec.get("steps"),
-            "stopped_at_step": stopped_at_step(rec), "collapsed": is_collapsed(rec), "one_class": rec.get("collapsed"),
+            "steps": trained_steps(rec), "max_steps": rec.get("budget_steps") or rec.get("max_steps") or rec.get("steps"),
+            "stopped_at_step": stopped_at_step(rec), "collapsed": is_collapsed(rec), "one_class": predicts_one_class(rec),
             "train_time_s": rec.get("train_time_s"), "device": rec.get("device"),
             "finished_at": rec.get("finished_at"), "pool": pool_key(rec),
             "metrics": metrics, "per_layer": rec.get("per_layer") or {}, "per_type": rec.get("per_type") or {},

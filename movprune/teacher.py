@@ -15,6 +15,7 @@ from pathlib import Path
 from . import data as data_mod
 from . import models
 from .config import RunConfig, final_model_dir
+from .records import predicts_one_class
 from .pruner import from_pretrained
 from .store import ResultStore
 
@@ -74,7 +75,7 @@ def load_teacher(config: RunConfig, store, work_dir, tokenizer, progress=True):
             run(tconf, store, work_dir, force=True, progress=progress)
         store = ResultStore(store) if not isinstance(store, ResultStore) else store
         record = store.get(tconf.run_id())
-        if record is not None and record.get("collapsed"):  # tiny smoke models do; a real teacher should not
+        if record is not None and predicts_one_class(record):  # tiny smoke models do; a real teacher should not
             import warnings
 
             warnings.warn(f"the distillation teacher {tconf.run_id()} predicts one class "

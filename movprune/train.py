@@ -383,9 +383,9 @@ def make_record(config: RunConfig, spec, train_ds, *, metrics: dict, counts, rep
         "target_remaining": config.remaining,  # the v asked for; "remaining" is what was measured
         "metrics": metrics,
         "main_metric": spec.main_metric,
-        # classification: eval predictions per class; collapsed = every eval example in one class
+        # classification: eval predictions per class; one_class = every eval example in one class
         "predicted_class_counts": counts,
-        "collapsed": max(counts) == sum(counts) if counts else None,
+        "one_class": max(counts) == sum(counts) if counts else None,
         "score": metrics.get(spec.main_metric),
         "remaining": report["remaining"],
         "remaining_paper": report["remaining_paper"],
@@ -404,7 +404,8 @@ def make_record(config: RunConfig, spec, train_ds, *, metrics: dict, counts, rep
         "train_examples": len(train_ds),
         # what decides the training data: a record pools with another only if both saw the same features
         "train_data": train_fingerprint(train_ds),
-        "steps": max_steps,
+        "steps": stopped_at if stopped_at is not None else max_steps,  # the steps trained
+        "budget_steps": max_steps,
         # training time of the whole run, resumed parts included (eval excluded); when resumed from a
         # checkpoint saved without its time, only this process's part (train_time_before_resume_s None)
         "train_time_s": round(train_time, 1),
@@ -417,6 +418,11 @@ def make_record(config: RunConfig, spec, train_ds, *, metrics: dict, counts, rep
     }
     if teacher is not None:  # which model taught it, and that model's own score (a retrained teacher's, too)
         record["teacher"] = teacher
+    from .records import is_collapsed
+
+    # the one meaning of "collapsed" (movprune.records): the training loss sat at the constant-prediction
+    # level after pruning began until training ended (collapse_step or stopped_at set)
+    record["collapsed"] = is_collapsed(record)
     return record
 
 

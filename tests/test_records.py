@@ -79,4 +79,6 @@ def test_the_committed_example_record_is_migrated():
     """The medium profile's distilled movement 3% seed 2: stopped at step 1,564 of 3,400."""
     rec = json.loads((REPO / "results/minilm/runs/sick-minilm-movement_v0.03_local-kd-s2-ec29cfe26d.json").read_text())
     assert (rec["steps"], rec["max_steps"], rec["stopped_at"]) == (1564, 3400, 1564)
-    assert R.is_collapsed(rec) and rec["collapsed"] is False  # collapsed, though its predictions are not one class
+    # collapsed (its loss at the constant-prediction level), though its predictions are not one class
+    assert R.is_collapsed(rec) and rec["collapsed"] is True and rec["one_class"] is False
+    assert R.predicts_one_class(rec) is False and R.predicts_one_class({"collapsed": True}) is True  # older records

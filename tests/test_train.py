@@ -72,7 +72,10 @@ def test_tiny_run_record_and_cache(tmp_path):
     assert rec["remaining_paper"] > rec["remaining"]
     assert (tmp_path / "runs" / f"{cfg.run_id()}.npz").is_file()
     counts = rec["predicted_class_counts"]  # eval predictions per class; all in one = collapsed
-    assert len(counts) == 2 and sum(counts) == 64 and rec["collapsed"] == (max(counts) == 64)
+    assert len(counts) == 2 and sum(counts) == 64 and rec["one_class"] == (max(counts) == 64)
+    # "collapsed" has the one meaning of movprune.records (the loss at the constant-prediction level)
+    assert rec["collapsed"] == (rec["collapse_step"] is not None or rec["stopped_at"] is not None)
+    assert rec["steps"] == (rec["stopped_at"] or rec["budget_steps"])
     curve = rec["loss_curve"]  # the logged training loss, to see when a run went wrong
     assert len(curve) >= 2 and [s for s, _ in curve] == sorted({s for s, _ in curve})
     assert curve[-1][0] <= cfg.max_steps and all(loss > 0 for _, loss in curve)
