@@ -478,6 +478,9 @@ def write_readme(results_dir: Path, meta: dict, missing=()) -> Path:
     if tables:
         lines += ["## Tables", ""]
         for t in tables:
+            if t.stem.endswith("_rows"):  # long-form rows (every column of every pair): the CSV only
+                lines += [f"### {t.stem}", "", f"One row per pair with its test statistics: [CSV](tables/{t.name})", ""]
+                continue
             lines += [f"### {t.stem}", "", _csv_to_markdown(t), "", f"([CSV](tables/{t.name}))", ""]
     figures = sorted((results_dir / "figures").glob("*.png"))
     if figures:
