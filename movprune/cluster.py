@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Optional
 
 from .config import RunConfig, final_model_dir
-from .store import ResultStore
+from .store import ResultStore, _jsonable
 from .records import predicts_one_class
 
 MAX_RETRIES = 3  # Ray's own default for tasks: a run whose worker died this many more times is a failure
@@ -140,14 +140,6 @@ def load_output(run_dir: Path, run_id: str):
         return None
     files = {p.name[len("file"):]: p.read_bytes() for p in folder.glob("file.*")}
     return RunOutput(record, files)
-
-
-def _jsonable(obj):
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"cannot store {type(obj).__name__} in a record")
 
 
 def train_task(config: RunConfig, work_dir: str, force: bool = False, teacher_model: Optional[bytes] = None,
