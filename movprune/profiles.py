@@ -280,8 +280,8 @@ def _minilm() -> Profile:
                        ("squad", "soft_movement", (15000.0, 30000.0))),
         # "distillation helps" is a claim about a method: SICK's distilled movement 3% gets seeds 1-2
         distill_seed_cells=(("sick", "movement", 0.03),),
-        # is the recipe's success on the clipping of scores with weights? (an independent fp32 loop that
-        # clipped the weights alone scored 66.2 on SICK movement 3%, seed 0, against 81.2 clipping both)
+        # does the recipe's success hang on clipping the scores' gradients with the weights'? (weights
+        # alone: clip="weights"; docs/findings.md, section 1)
         clip_cells=(("sick", "movement", 0.03),),
         # the paper's Figure 2 crossover: magnitude as good as movement while most weights remain
         crossover={"sick": (0.5, 0.3)},
